@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -25,6 +27,9 @@ from ncsn import profiles
 
 DATASETS = ("mnist5k", "mnist", "cifar10", "celeba", "folder", "gmm")
 ARCHS = ("ncsn", "ncsnv2", "unet", "mlp")
+
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 class ConfigError(ValueError):
@@ -239,10 +244,8 @@ def _coerce(value: Any, tp: Any) -> tuple[bool, Any]:
         return (isinstance(value, int) and not isinstance(value, bool), value)
     if tp is float:
         if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
-            try:
-                return True, float(value)
-            except ValueError:
-                return False, value
+            ok = _NUMBER.fullmatch(value.strip()) is not None
+            return (ok, float(value) if ok else value)
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         return (ok, float(value) if ok else value)
     if tp is str:
@@ -279,7 +282,7 @@ def _check_ranges(cfg: Config, source: str) -> None:
     m, t, s, i, d = cfg.model, cfg.train, cfg.sample, cfg.inpaint, cfg.data
     if not (isinstance(m.sigma_end, float) and m.sigma_end > 0):
         fail("model.sigma_end", m.sigma_end, "it must be > 0")
-    if m.sigma_begin != "auto" and not m.sigma_begin > m.sigma_end:
+    if m.sigma_begin != "auto" and not (m.sigma_begin > m.sigma_end and math.isfinite(m.sigma_begin)):
         fail("model.sigma_begin", m.sigma_begin, f"it must be > model.sigma_end ({m.sigma_end}) or 'auto'")
     if m.num_levels != "auto" and m.num_levels < 1:
         fail("model.num_levels", m.num_levels, "it must be >= 1 or 'auto'")
@@ -297,8 +300,14 @@ def _check_ranges(cfg: Config, source: str) -> None:
         if value < 1:
             fail(key, value, "it must be >= 1")
     for key, value in (("train.lr", t.lr), ("sample.eps", s.eps), ("inpaint.eps", i.eps), ("classifier.lr", cfg.classifier.lr)):
-        if not value > 0:
+        if not (value > 0 and math.isfinite(value)):
             fail(key, value, "it must be > 0")
+    if not 0.0 <= t.beta1 < 1.0:
+        fail("train.beta1", t.beta1, "it must be in [0, 1)")
+    if not (t.weight_decay >= 0 and math.isfinite(t.weight_decay)):
+        fail("train.weight_decay", t.weight_decay, "it must be >= 0")
+    if not math.isfinite(t.anneal_power):
+        fail("train.anneal_power", t.anneal_power, "it must be a finite number")
     if not 0.0 <= t.ema_rate < 1.0:
         fail("train.ema_rate", t.ema_rate, "it must be in [0, 1)")
     if t.grad_clip is not None and not t.grad_clip > 0:

@@ -1,0 +1,130 @@
+"""Self-describing checkpoints: state dicts + step + config + sigma schedule.
+
+A checkpoint is a plain dict of tensors and Python primitives, written atomically
+(temporary file in the same folder, fsync, ``os.replace``) and read with
+``torch.load(..., weights_only=True)``, so loading never runs code from the file.
+
+Layout of a checkpoint dict::
+
+    format       "ncsn-checkpoint/1"
+    step         int, optimisation steps done
+    config       Config.to_dict() of the run that wrote it
+    sigmas       Tensor[L], the noise levels, descending
+    data         {"dataset", "channels", "image_size"}
+    model        state dict of the score network
+    ema          state dict of the EMA network, or None
+    optimizer    optimiser state dict (training checkpoints only)
+    rng          generator states (training checkpoints only)
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT = "ncsn-checkpoint/1"
+_CKPT_RE = re.compile(r"^ckpt_(\d+)\.pt$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, unreadable, unsafe or does not fit the run."""
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to ``path`` so that readers see the old file or the whole new one.
+
+    :raises CheckpointError: when the folder is not writable or the disk is full;
+        no partial file is left behind.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise CheckpointError(f"cannot write {path}: {err.strerror or err}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise CheckpointError(f"cannot write {path}: {err.strerror or err}") from None
+        raise
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint safely (``weights_only=True``) and check its format.
+
+    :raises CheckpointError: missing, truncated, corrupt, unsafe (a pickle that
+        would run code) or not an ncsn checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe content"
+        raise CheckpointError(
+            f"checkpoint {path} was refused: it holds objects other than tensors and plain data"
+            f" (weights_only load failed: {first[:200]})"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({type(err).__name__}: {str(err)[:200]})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(f"{path} is not an ncsn checkpoint: expected format {FORMAT!r}, found {found!r}")
+    return ckpt
+
+
+def check_compatible(ckpt: dict[str, Any], *, arch: str, dataset: str, source: str | Path) -> None:
+    """Refuse a checkpoint written for another architecture or dataset.
+
+    :raises CheckpointError: saying what was expected and what was found.
+    """
+    found_arch = ckpt["config"]["model"]["arch"]
+    found_dataset = ckpt["data"]["dataset"]
+    if found_arch != arch:
+        raise CheckpointError(f"{source}: expected a checkpoint of arch {arch!r}, found {found_arch!r}")
+    if found_dataset != dataset:
+        raise CheckpointError(f"{source}: expected a checkpoint trained on {dataset!r}, found {found_dataset!r}")
+
+
+def checkpoint_path(folder: str | Path, step: int) -> Path:
+    """``folder/ckpt_{step:08d}.pt``."""
+    return Path(folder) / f"ckpt_{step:08d}.pt"
+
+
+def list_checkpoints(folder: str | Path) -> list[tuple[int, Path]]:
+    """``(step, path)`` of every checkpoint file in ``folder``, oldest first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _CKPT_RE.match(p.name))]
+    return sorted(found)
+
+
+def latest_valid_checkpoint(folder: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any] | None:
+    """The newest checkpoint in ``folder`` that loads; corrupt ones are skipped."""
+    for _, path in reversed(list_checkpoints(folder)):
+        try:
+            return load_checkpoint(path, map_location)
+        except CheckpointError:
+            continue
+    return None
+
+
+def prune_checkpoints(folder: str | Path, keep: int) -> None:
+    """Delete all but the ``keep`` newest checkpoints in ``folder``."""
+    for _, path in list_checkpoints(folder)[:-keep]:
+        path.unlink(missing_ok=True)

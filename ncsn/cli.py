@@ -1,0 +1,72 @@
+"""The ``ncsn`` command: one thin sub-command per pipeline stage.
+
+Each stage lives in ``ncsn/stages/<name>.py`` and exposes
+``run(cfg: Config, tracker: Tracker, args: argparse.Namespace) -> None`` and,
+optionally, ``add_arguments(parser)``. The command loads and validates
+``params.yaml`` once, opens the stage's MLflow run, and turns user errors into
+one line on stderr and exit code 2 (``--debug`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Sequence
+
+STAGES = ("prepare", "classifier", "train", "sample", "evaluate", "inpaint")
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from ncsn.checkpoint import CheckpointError
+    from ncsn.config import ConfigError
+
+    errors: list[type[BaseException]] = [ConfigError, CheckpointError, FileNotFoundError, PermissionError]
+    for module, name in (("ncsn.data", "DataError"), ("ncsn.train", "TrainingDiverged"),
+                         ("ncsn.evaluation", "EvaluationError"), ("ncsn.registry", "RegistryError")):
+        try:
+            errors.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ncsn", description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
+    sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    for name in STAGES:
+        module = importlib.import_module(f"ncsn.stages.{name}")
+        stage_parser = sub.add_parser(name, help=(module.__doc__ or name).strip().splitlines()[0])
+        if hasattr(module, "add_arguments"):
+            module.add_arguments(stage_parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ncsn`` console script."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        from ncsn.config import load_config
+        from ncsn.tracking import stage_run
+
+        cfg = load_config(args.params)
+        module = importlib.import_module(f"ncsn.stages.{args.stage}")
+        with stage_run(cfg, args.stage) as tracker:
+            module.run(cfg, tracker, args)
+    except _user_errors() as err:
+        if args.debug:
+            raise
+        print(f"ncsn {args.stage}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"ncsn {args.stage}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Writing pictures: image grids, trajectory animations and 2-D scatter plots, atomically."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.utils import make_grid
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def grid_image(images: torch.Tensor, nrow: int, padding: int = 2) -> Image.Image:
+    """uint8 images [B, C, H, W] → one PIL grid with ``nrow`` images per row."""
+    grid = make_grid(images.float() / 255.0, nrow=nrow, padding=padding, pad_value=1.0)
+    array = (grid.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return Image.fromarray(array[..., 0] if images.shape[1] == 1 else array)
+
+
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int) -> None:
+    """Write uint8 images [B, C, H, W] as a PNG grid."""
+    image = grid_image(images, nrow)
+    _atomic_write(Path(path), lambda tmp: image.save(tmp, format="PNG"))
+
+
+def save_gif(frames: Sequence[Image.Image], path: str | Path, duration_ms: int = 300) -> None:
+    """Write PIL frames as a looping GIF (the last frame held longer)."""
+    durations = [duration_ms] * (len(frames) - 1) + [duration_ms * 5]
+    _atomic_write(Path(path), lambda tmp: frames[0].save(tmp, format="GIF", save_all=True,
+                                                         append_images=list(frames[1:]), duration=durations,
+                                                         loop=0))
+
+
+def scatter_image(points: torch.Tensor, title: str = "", limit: float = 10.0) -> Image.Image:
+    """2-D points [N, 2] → a PIL scatter plot (for vector data such as the toy mixture)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 4), dpi=80)
+    pts = points.detach().cpu().float()
+    ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.5)
+    ax.set_xlim(-limit, limit)
+    ax.set_ylim(-limit, limit)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.canvas.draw()
+    image = Image.fromarray(np.asarray(fig.canvas.buffer_rgba()))
+    plt.close(fig)
+    return image.convert("RGB")

@@ -1,0 +1,1 @@
+"""Pipeline stages: thin commands over the library, one module each (see dvc.yaml)."""

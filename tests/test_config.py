@@ -1,0 +1,151 @@
+"""Params loading: profiles, precedence, and one clear error per bad value."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ncsn.config import SECTIONS, Config, ConfigError, config_from_dict, load_config
+from ncsn.profiles import PROFILES
+
+REPO = Path(__file__).resolve().parents[1]
+PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def with_value(section: str, key: str, value) -> dict:
+    params = copy.deepcopy(PARAMS)
+    params.setdefault(section, {})[key] = value
+    return params
+
+
+def test_repository_params_load_with_the_cpu_profile() -> None:
+    cfg = load_config(REPO / "params.yaml")
+    assert cfg.profile == "cpu"
+    assert cfg.train.n_iters == PROFILES["cpu"]["train"]["n_iters"]
+    assert cfg.model.arch == "unet"
+
+
+def test_params_yaml_lists_every_key_so_dvc_set_param_can_override_it() -> None:
+    for name, cls in SECTIONS.items():
+        assert set(PARAMS[name]) == set(cls.__dataclass_fields__), name
+
+
+@pytest.mark.parametrize("profile", list(PROFILES))
+def test_every_profile_resolves(profile: str) -> None:
+    cfg = config_from_dict({**PARAMS, "profile": profile})
+    assert cfg.profile == profile
+
+
+def test_paper_profile_follows_the_paper() -> None:
+    cifar = config_from_dict({**PARAMS, "profile": "paper", "base": {**PARAMS["base"], "dataset": "cifar10"}})
+    assert (cifar.model.arch, cifar.model.ngf, cifar.model.num_levels) == ("ncsn", 128, 10)
+    assert (cifar.train.lr, cifar.train.batch_size, cifar.train.n_iters) == (1e-3, 128, 200_000)
+    assert (cifar.sample.eps, cifar.sample.n_steps_each) == (2e-5, 100)
+    mnist = config_from_dict({**PARAMS, "profile": "paper"})
+    assert mnist.model.ngf == 64
+
+
+def test_explicit_value_beats_the_profile() -> None:
+    cfg = config_from_dict(with_value("train", "lr", 5e-4))
+    assert cfg.train.lr == 5e-4
+    assert config_from_dict(with_value("train", "lr", "5e-4")).train.lr == 5e-4  # YAML 1.1 string
+
+
+def test_unknown_key_suggests_the_nearest() -> None:
+    with pytest.raises(ConfigError, match=r"params.yaml: unknown key 'train.learning_rat'.*") as err:
+        config_from_dict(with_value("train", "learning_rat", 1e-3))
+    bad = with_value("train", "n_iter", 10)
+    with pytest.raises(ConfigError, match=r"Did you mean 'n_iters'\?"):
+        config_from_dict(bad)
+    assert "Valid keys" in str(err.value)
+
+
+def test_unknown_section_is_rejected() -> None:
+    with pytest.raises(ConfigError, match=r"unknown section 'trian'.*Did you mean 'train'"):
+        config_from_dict({**PARAMS, "trian": {}})
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "fragment"),
+    [
+        ("model", "sigma_end", 0.0, "must be > 0"),
+        ("model", "sigma_begin", 0.005, "must be > model.sigma_end"),
+        ("model", "num_levels", 0, ">= 1"),
+        ("train", "batch_size", 0, ">= 1"),
+        ("sample", "n_steps_each", 0, ">= 1"),
+        ("sample", "eps", -1.0, "> 0"),
+        ("sample", "n_samples", 0, ">= 1"),
+        ("train", "batch_size", 1.5, "expected int"),
+        ("train", "ema", "yes", "expected bool"),
+        ("base", "dataset", "imagenet", "expected 'mnist5k' or"),
+        ("model", "arch", "resnet", "expected 'ncsn' or"),
+        ("data", "image_size", 30, "multiple of 4"),
+    ],
+)
+def test_bad_values_name_file_key_value_and_rule(section: str, key: str, value, fragment: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(with_value(section, key, value))
+    message = str(err.value)
+    assert message.startswith("params.yaml: ")
+    assert f"{section}.{key}" in message and repr(value) in message and fragment in message
+
+
+def test_paper_network_image_sizes_are_checked() -> None:
+    params = with_value("model", "arch", "ncsn")
+    params["data"]["image_size"] = 48
+    with pytest.raises(ConfigError, match="28, 32 or 64"):
+        config_from_dict(params)
+
+
+def test_unknown_profile(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="'profile' = 'fast'.*smoke, cpu, paper"):
+        config_from_dict({**PARAMS, "profile": "fast"})
+
+
+def test_missing_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "params.yaml"
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_flat_names_every_key() -> None:
+    flat = Config().flat()
+    assert flat["train.lr"] == 1e-3 and flat["profile"] == "cpu"
+
+
+_KEYS = [(s, k) for s, cls in SECTIONS.items() for k in cls.__dataclass_fields__]
+_JUNK = st.one_of(st.text(max_size=8), st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(_KEYS), _JUNK)
+def test_random_wrong_values_raise_config_error_or_load(key: tuple[str, str], value) -> None:
+    """Any value either loads into the declared type or raises ConfigError, never anything else."""
+    section, name = key
+    try:
+        cfg = config_from_dict(with_value(section, name, value))
+    except ConfigError as err:
+        assert f"{section}.{name}" in str(err) or "model.arch" in str(err) or "data.folder" in str(err)
+    else:
+        loaded = getattr(getattr(cfg, section), name)
+        if isinstance(value, str) and isinstance(loaded, float):
+            assert loaded == float(value)  # YAML 1.1 leaves "1e-3" a string
+        else:
+            assert loaded == value or (isinstance(value, list) and loaded == tuple(value))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from(list(SECTIONS)), st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12))
+def test_random_unknown_keys_are_rejected(section: str, key: str) -> None:
+    if key in SECTIONS[section].__dataclass_fields__:
+        return
+    with pytest.raises(ConfigError, match=f"unknown key '{section}.{key}'"):
+        config_from_dict(with_value(section, key, 1))
