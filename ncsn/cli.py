@@ -10,8 +10,10 @@ one line on stderr and exit code 2 (``--debug`` shows the traceback).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import logging
+import os
 import sys
 from typing import Sequence
 
@@ -55,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         cfg = load_config(args.params)
         module = importlib.import_module(f"ncsn.stages.{args.stage}")
+        if os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 tracks
+            cfg = dataclasses.replace(cfg, tracking=dataclasses.replace(cfg.tracking, enabled=False))
         with stage_run(cfg, args.stage) as tracker:
             module.run(cfg, tracker, args)
     except _user_errors() as err:
