@@ -1,0 +1,147 @@
+"""Langevin samplers: annealed (paper Algorithm 1) and plain.
+
+Pure functions: the state lives in the tensors, noise comes only from the
+``generator`` passed in (see ncsn.rng), device and dtype follow ``x0``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterator
+
+import torch
+from torch import Tensor
+
+from ncsn.rng import GeneratorLike, randn_like
+
+ScoreFn = Callable[[Tensor, Tensor], Tensor]
+Hook = Callable[[Tensor, int], Tensor]
+
+CONVENTIONS = ("paper", "reference")
+
+
+def step_sizes(sigmas: list[float], eps: float, convention: str = "paper") -> list[float]:
+    """α_i for every level, as Python floats.
+
+    * ``"paper"``: α_i = ε · σ_i²/σ_L² (Algorithm 1).
+    * ``"reference"``: ε is the reference code's ``step_lr``, which plays α/2:
+      α_i = 2 · ε · σ_i²/σ_L².
+
+    :param sigmas: [L] noise levels σ₁ > … > σ_L.
+    """
+    if not eps >= 0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
+    if convention == "paper":
+        scale = eps
+    elif convention == "reference":
+        scale = 2.0 * eps
+    else:
+        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
+    return [scale * sigma ** 2 / sigmas[-1] ** 2 for sigma in sigmas]
+
+
+def annealed_langevin_progressive(score_fn: ScoreFn, x0: Tensor, sigmas: Tensor, *, n_steps_each: int,
+                                  eps: float, generator: GeneratorLike = None, denoise: bool = False,
+                                  convention: str = "paper", hook: Hook | None = None,
+                                  ) -> Iterator[tuple[int, Tensor]]:
+    """Annealed Langevin dynamics (paper Algorithm 1), yielding the state after each level.
+
+    For i = 1..L, with α_i = ε · σ_i²/σ_L² (``convention="paper"``), T = ``n_steps_each``
+    times: z ~ N(0, I); x ← x + (α_i/2) · s(x, i) + √α_i · z.
+
+    With ``convention="reference"``, ``eps`` is the reference code's ``step_lr``:
+    s_i = step_lr · σ_i²/σ_L², x ← x + s_i · s(x, i) + √(2 s_i) · z, i.e. α_i = 2 · step_lr · σ_i²/σ_L²;
+    ``eps = e`` with ``"paper"`` and ``eps = e/2`` with ``"reference"`` give the same samples.
+
+    ``denoise=True`` ends with the Tweedie step x ← x + σ_L² · s(x, L) (NCSNv2).
+
+    Only the current state is held: memory does not grow with T or L. Arguments are
+    checked here, before the first item is requested.
+
+    :param score_fn: s(x [B, ...], levels [B] int64) → [B, ...]; level index i−1 is 0-based.
+    :param x0: [B, ...] starting points (paper: uniform on [0, 1]^D).
+    :param sigmas: [L] noise levels, descending.
+    :param n_steps_each: T, Langevin steps per level.
+    :param eps: ε (paper) or step_lr (reference).
+    :param generator: None, a ``torch.Generator``, or B per-example generators (ncsn.rng).
+    :param hook: ``hook(x, level_index) → x``, applied after every Langevin step (not after
+        the denoising step).
+    :return: an iterator over ``(level_index, x)``: L items with indices 0..L−1, then
+        ``(L, x)`` after the denoising step when ``denoise``. Tensors are inference tensors.
+    """
+    if n_steps_each < 0:
+        raise ValueError(f"n_steps_each must be >= 0, got {n_steps_each}")
+    if sigmas.ndim != 1 or len(sigmas) == 0:
+        raise ValueError(f"sigmas must be a non-empty 1-D tensor, got shape {tuple(sigmas.shape)}")
+    if generator is not None and not isinstance(generator, torch.Generator) and len(generator) != x0.shape[0]:
+        raise ValueError(f"got {len(generator)} per-example generators for a batch of {x0.shape[0]}")
+    sigma_list = [float(s) for s in sigmas.tolist()]  # the one host transfer
+    alphas = step_sizes(sigma_list, eps, convention)
+    return _annealed_langevin_levels(score_fn, x0, sigma_list, alphas, n_steps_each=n_steps_each,
+                                     generator=generator, denoise=denoise, hook=hook)
+
+
+@torch.inference_mode()
+def _annealed_langevin_levels(score_fn: ScoreFn, x0: Tensor, sigma_list: list[float], alphas: list[float], *,
+                              n_steps_each: int, generator: GeneratorLike, denoise: bool,
+                              hook: Hook | None) -> Iterator[tuple[int, Tensor]]:
+    """The loop of Algorithm 1 (see :func:`annealed_langevin_progressive`)."""
+    batch, device = x0.shape[0], x0.device
+    x = x0
+    levels = None
+    for i, alpha in enumerate(alphas):
+        # for i = 1..L: α_i = ε σ_i²/σ_L²  (alphas[i])
+        levels = torch.full((batch,), i, dtype=torch.long, device=device)
+        drift, diffusion = alpha / 2, math.sqrt(alpha)
+        for _ in range(n_steps_each):
+            # draw z_t ~ N(0, I)
+            z = randn_like(x, generator)
+            # x_t = x_{t−1} + (α_i/2) ∇ log q_{σ_i}(x_{t−1}) + √α_i z_t
+            x = x + drift * score_fn(x, levels) + diffusion * z
+            if hook is not None:
+                x = hook(x, i)
+        yield i, x
+    if denoise:
+        # Tweedie: x ← x + σ_L² s(x, σ_L)
+        x = x + sigma_list[-1] ** 2 * score_fn(x, levels)
+        yield len(sigma_list), x
+
+
+def annealed_langevin(score_fn: ScoreFn, x0: Tensor, sigmas: Tensor, *, n_steps_each: int, eps: float,
+                      generator: GeneratorLike = None, denoise: bool = False, convention: str = "paper",
+                      hook: Hook | None = None) -> Tensor:
+    """Annealed Langevin dynamics (paper Algorithm 1): the final state of
+    :func:`annealed_langevin_progressive`, which documents the update and the arguments.
+
+    α_i = ε · σ_i²/σ_L² (``"paper"``) or 2 · step_lr · σ_i²/σ_L² (``"reference"``, ε = step_lr);
+    x ← x + (α_i/2) · s(x, i) + √α_i · z, T times per level; optional Tweedie step.
+
+    :param x0: [B, ...] starting points.
+    :return: [B, ...] samples (an ordinary tensor, not an inference tensor).
+    """
+    x = x0
+    for _, x in annealed_langevin_progressive(score_fn, x0, sigmas, n_steps_each=n_steps_each, eps=eps,
+                                              generator=generator, denoise=denoise, convention=convention,
+                                              hook=hook):
+        pass
+    return x.clone()
+
+
+def langevin(score_fn: Callable[[Tensor], Tensor], x0: Tensor, *, n_steps: int, step_size: float,
+             generator: GeneratorLike = None) -> Tensor:
+    """Plain (unannealed) Langevin dynamics: n_steps times z ~ N(0, I); x ← x + (α/2) s(x) + √α z.
+
+    :param score_fn: s(x [B, ...]) → [B, ...], no level argument.
+    :param x0: [B, ...] starting points.
+    :param step_size: α.
+    :param generator: None, a ``torch.Generator``, or B per-example generators (ncsn.rng).
+    :return: [B, ...] samples.
+    """
+    if n_steps < 0:
+        raise ValueError(f"n_steps must be >= 0, got {n_steps}")
+    drift, diffusion = step_size / 2, math.sqrt(step_size)
+    with torch.inference_mode():
+        x = x0
+        for _ in range(n_steps):
+            x = x + drift * score_fn(x) + diffusion * randn_like(x, generator)
+    return x.clone()
