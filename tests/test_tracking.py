@@ -1,0 +1,186 @@
+"""MLflow tracking: stage runs with the whole config, nesting, secrets, the sigma schedule.
+
+Every test gets its own embedded store (a copy of one freshly initialised SQLite database,
+so MLflow's schema migrations run once per module) and no MLflow server.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from ncsn.config import Config, config_from_dict
+from ncsn.sigmas import geometric_sigmas
+from ncsn.tracking import (PARENT_ENV, SIGMAS_PARAM_LENGTH, NullTracker, log_sigma_schedule, pipeline_run,
+                           stage_run, tracking_uri)
+
+mlflow = pytest.importorskip("mlflow")
+from mlflow import MlflowClient  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def empty_db(tmp_path_factory) -> Path:
+    """An initialised, empty MLflow SQLite database to copy."""
+    path = tmp_path_factory.mktemp("template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def cfg(tmp_path, monkeypatch, empty_db) -> Config:
+    """Tracking on, into ``tmp_path/mlflow``; MLflow's process-wide URI and env restored afterwards."""
+    from mlflow.tracking._tracking_service import utils
+
+    for name in ("MLFLOW_TRACKING_URI", PARENT_ENV):
+        monkeypatch.setenv(name, "placeholder")  # so that teardown restores the original state
+        monkeypatch.delenv(name)
+    monkeypatch.setattr(utils, "_tracking_uri", None)
+    (tmp_path / "mlflow").mkdir()
+    shutil.copyfile(empty_db, tmp_path / "mlflow" / "mlflow.db")
+    return config_from_dict({"profile": "smoke", "tracking": {"enabled": True, "experiment": "test"},
+                             "paths": {"mlflow": str(tmp_path / "mlflow"), "train": str(tmp_path / "train")}})
+
+
+def _artifact_files(run_id: str, path: str = "") -> set[str]:
+    client = MlflowClient()
+    out = set()
+    for info in client.list_artifacts(run_id, path or None):
+        out |= _artifact_files(run_id, info.path) if info.is_dir else {info.path}
+    return out
+
+
+def test_stage_run_logs_params_and_the_config_into_the_embedded_store(cfg, tmp_path):
+    with stage_run(cfg, "train") as tracker:
+        tracker.log_metrics({"loss": 0.5}, step=3)
+        tracker.set_tags({"note": "hello"})
+        run_id = tracker.run_id
+    assert tracking_uri(cfg) == f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
+    run = MlflowClient().get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["ncsn.stage"] == "train" and "mlflow.parentRunId" not in run.data.tags
+    assert run.data.tags["note"] == "hello"
+    assert run.data.metrics["loss"] == 0.5
+    flat = cfg.flat()
+    assert set(run.data.params) == set(flat)
+    assert run.data.params["train.lr"] == str(cfg.train.lr) and run.data.params["profile"] == "smoke"
+    # Artifacts live in the local folder, beside the database.
+    assert run.info.artifact_uri.startswith((tmp_path / "mlflow" / "artifacts").as_uri())
+    config = yaml.safe_load(Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="config.yaml",
+                                                                     dst_path=str(tmp_path / "dl"))).read_text())
+    assert config == cfg.to_dict()
+    # Telemetry is off in this process (and inherited by child processes).
+    from mlflow.telemetry.client import get_telemetry_client
+
+    assert os.environ["MLFLOW_DISABLE_TELEMETRY"].lower() == "true" and get_telemetry_client() is None
+
+
+def test_a_stage_that_raises_ends_its_run_failed(cfg):
+    with pytest.raises(ValueError, match="boom"):
+        with stage_run(cfg, "sample") as tracker:
+            run_id = tracker.run_id
+            raise ValueError("boom")
+    assert MlflowClient().get_run(run_id).info.status == "FAILED"
+    assert mlflow.active_run() is None
+
+
+def test_stage_runs_nest_under_the_pipeline_parent_run(cfg, monkeypatch):
+    with pipeline_run(cfg) as parent:
+        assert os.environ[PARENT_ENV] == parent.run_id
+        assert os.environ["MLFLOW_TRACKING_URI"] == tracking_uri(cfg)  # the children's store
+    assert PARENT_ENV not in os.environ and "MLFLOW_TRACKING_URI" not in os.environ  # restored
+    assert MlflowClient().get_run(parent.run_id).info.status == "FINISHED"
+
+    # A stage in a child process: only the environment variable links it to the parent.
+    monkeypatch.setenv(PARENT_ENV, parent.run_id)
+    with stage_run(cfg, "prepare") as child:
+        pass
+    tags = MlflowClient().get_run(child.run_id).data.tags
+    assert tags["mlflow.parentRunId"] == parent.run_id and tags["ncsn.stage"] == "prepare"
+
+    monkeypatch.setenv(PARENT_ENV, "0" * 32)  # a stale id: a top-level run, not a crash
+    with stage_run(cfg, "prepare") as orphan:
+        pass
+    assert "mlflow.parentRunId" not in MlflowClient().get_run(orphan.run_id).data.tags
+
+
+def test_secrets_are_never_logged(cfg, monkeypatch, tmp_path):
+    import dataclasses
+
+    secret, password = "abc123secret", "hunter2hunter2"
+    monkeypatch.setenv("MY_API_TOKEN", secret)
+    cfg = dataclasses.replace(
+        cfg, data=dataclasses.replace(cfg.data, root=f"/data/{secret}/raw"),
+        evaluate=dataclasses.replace(cfg.evaluate, weights_path=f"https://me:{password}@example.org/w.pth"))
+    with stage_run(cfg, "prepare") as tracker:
+        tracker.log_params({"note": f"token is {secret}", "db_password": "plain", "long": "x" * 10_000})
+        tracker.set_tags({"remark": f"see {secret}"})
+        run_id = tracker.run_id
+    run = MlflowClient().get_run(run_id)
+    logged = [*run.data.params.values(), *run.data.tags.values()]
+    config = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="config.yaml",
+                                                      dst_path=str(tmp_path / "dl"))).read_text()
+    for text in (*logged, config):
+        assert secret not in text and password not in text
+    assert run.data.params["data.root"] == "[redacted]"
+    assert run.data.params["evaluate.weights_path"] == "https://[redacted]@example.org/w.pth"
+    assert run.data.params["db_password"] == "[redacted]"  # the key looks secret
+    assert run.data.params["data.n_test"] == str(cfg.data.n_test)  # the rest is logged as is
+    assert len(run.data.params["long"]) <= 6000 and run.data.params["long"].endswith("[truncated]")
+
+
+def test_disabled_tracking_yields_a_null_tracker_and_creates_nothing(tmp_path):
+    cfg = config_from_dict({"profile": "smoke", "tracking": {"enabled": False},
+                            "paths": {"mlflow": str(tmp_path / "mlflow")}})
+    with stage_run(cfg, "train") as tracker, pipeline_run(cfg) as parent:
+        assert isinstance(tracker, NullTracker) and tracker.run_id is None and parent.run_id is None
+        tracker.log_params({"a": 1})
+        tracker.log_metrics({"b": 2.0}, step=1)
+        tracker.log_artifact(tmp_path / "missing.txt")
+        tracker.set_tags({"c": "d"})
+    assert not (tmp_path / "mlflow").exists() and PARENT_ENV not in os.environ
+
+
+def test_the_sigma_schedule_is_logged_as_param_csv_and_plot(cfg, tmp_path):
+    sigmas = geometric_sigmas(1.0, 0.01, 10)
+    with stage_run(cfg, "train") as tracker:
+        log_sigma_schedule(tracker, sigmas, tmp_path / "train")
+        run_id = tracker.run_id
+    params = MlflowClient().get_run(run_id).data.params
+    values = [float(v) for v in params["sigmas"].split(",")]
+    assert values == pytest.approx(sigmas.tolist(), rel=1e-5)
+    assert params["sigmas.num_levels"] == "10"
+    assert _artifact_files(run_id, "sigma_schedule") == {"sigma_schedule/sigmas.csv", "sigma_schedule/sigmas.png"}
+    rows = (tmp_path / "train" / "sigmas.csv").read_text().split()
+    assert rows[0] == "level,sigma" and len(rows) == 11 and float(rows[-1].split(",")[1]) == pytest.approx(0.01)
+    assert (tmp_path / "train" / "sigmas.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+class _Recorder(NullTracker):
+    def __init__(self) -> None:
+        self.params: dict = {}
+        self.artifacts: list = []
+
+    def log_params(self, params):
+        self.params |= params
+
+    def log_artifact(self, path, artifact_path=None):
+        self.artifacts.append((Path(path).name, artifact_path))
+
+
+def test_a_long_sigma_schedule_is_shortened_in_the_param_and_says_so(tmp_path):
+    sigmas = geometric_sigmas(50.0, 0.01, 1000)
+    tracker = _Recorder()
+    log_sigma_schedule(tracker, sigmas, tmp_path)
+    text = tracker.params["sigmas"]
+    assert len(text) <= SIGMAS_PARAM_LENGTH + 100 and "[truncated: 16 of 1000 levels shown" in text
+    assert text.startswith("50, ") and ", 0.01 [truncated" in text
+    assert tracker.params["sigmas.num_levels"] == 1000
+    assert len((tmp_path / "sigmas.csv").read_text().split()) == 1001  # the CSV has them all
+    assert float((tmp_path / "sigmas.csv").read_text().split()[-1].split(",")[1]) == pytest.approx(0.01)
+    assert sorted(tracker.artifacts) == [("sigmas.csv", "sigma_schedule"), ("sigmas.png", "sigma_schedule")]
+    assert torch.equal(sigmas, geometric_sigmas(50.0, 0.01, 1000))  # input untouched
