@@ -1,0 +1,159 @@
+"""ncsn.pipeline: stage order from DVC, params overrides, one `dvc repro` per stage, `ncsn pipeline`."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.dvc_repo import make_dvc_repo
+from tests.helpers import REPO
+from ncsn import pipeline
+from ncsn.config import ConfigError
+from ncsn.pipeline import StageFailed, apply_overrides, repro_stage, stage_order
+
+
+@pytest.fixture(autouse=True)
+def _no_dvc_analytics(monkeypatch):
+    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
+
+
+def _flat(data: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def test_stage_order_of_the_real_pipeline_respects_its_dependencies():
+    order = stage_order(REPO)
+    assert sorted(order) == sorted(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
+    before = [("prepare", "train"), ("train", "sample"), ("sample", "evaluate"), ("prepare", "classifier"),
+              ("classifier", "evaluate"), ("train", "inpaint"), ("prepare", "inpaint")]
+    for first, then in before:
+        assert order.index(first) < order.index(then), f"{first} should run before {then}: {order}"
+
+
+def test_apply_overrides_changes_exactly_the_named_keys(tmp_path):
+    params = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", params)
+    before_text = params.read_text()
+    before = _flat(yaml.safe_load(before_text))
+    apply_overrides(tmp_path, [f"profile={before['profile']}", f"base.dataset={before['base.dataset']}"])
+    assert params.read_text() == before_text  # the flow's defaults: no value changes, no rewrite
+
+    cfg = apply_overrides(tmp_path, ["profile=smoke", "train.lr=5e-4", "inpaint.masks=[center]"])
+
+    after = _flat(yaml.safe_load(params.read_text()))
+    changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+    assert changed == {"profile", "train.lr", "inpaint.masks"}
+    assert after["train.lr"] == 5e-4 and after["inpaint.masks"] == ["center"]
+    assert cfg.profile == "smoke" and cfg.train.lr == 5e-4 and cfg.inpaint.masks == ("center",)
+    # The rest of the file, comments and `null`s included, is untouched.
+    assert params.read_text().count("null") == before_text.count("null") - 1
+    assert "# Parameters of the ncsn pipeline" in params.read_text()
+
+
+@pytest.mark.parametrize("override", ["train.lr=-1", "profile=fast", "train.lrr=1", "+train.extra=1",
+                                      "train.lr==", "other.yaml:train.lr=1"])
+def test_apply_overrides_rejects_bad_values_and_restores_the_file(tmp_path, override):
+    params = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", params)
+    original = params.read_bytes()
+    with pytest.raises(ConfigError):
+        apply_overrides(tmp_path, ["profile=smoke", override])
+    assert params.read_bytes() == original
+
+
+def test_stage_failed_tells_transient_failures_from_permanent_ones():
+    assert StageFailed("train", 255, status=-9).transient  # SIGKILL: OOM killer, preemption
+    assert StageFailed("train", 255, status=143).transient  # SIGTERM through a shell
+    assert not StageFailed("train", 255, status=2).transient  # ncsn: user error
+    assert not StageFailed("train", 255, status=1).transient  # a crash
+    assert StageFailed("train", 255, tail=["ERROR: Unable to acquire lock. Most likely ..."]).transient
+    assert not StageFailed("train", 255, tail=["ERROR: failed to reproduce 'train': no such file"]).transient
+    copy = pickle.loads(pickle.dumps(StageFailed("train", 255, status=-9, tail=["x"])))
+    assert (copy.stage, copy.returncode, copy.status, copy.tail, copy.transient) == ("train", 255, -9, ["x"], True)
+
+
+def test_repro_stage_runs_a_stage_and_raises_on_failure(tmp_path, capfd):
+    repo = make_dvc_repo(tmp_path / "repo", {
+        "hello": {"cmd": "echo hello > hello.txt", "outs": ["hello.txt"]},
+        "broken": {"cmd": "echo oops && exit 3", "deps": ["hello.txt"]},
+    })
+    repro_stage(repo, "hello")
+    assert (repo / "hello.txt").read_text() == "hello\n"
+    assert "Running stage 'hello'" in capfd.readouterr().out  # streamed
+    with pytest.raises(StageFailed) as failure:
+        repro_stage(repo, "broken")
+    assert (failure.value.stage, failure.value.status) == ("broken", 3)
+    assert failure.value.returncode != 0 and not failure.value.transient
+    assert any("oops" in line for line in failure.value.tail)
+
+
+@contextlib.contextmanager
+def _fake_parent_run(cfg, repo):
+    """Stands in for the MLflow parent run: exports the id the stages nest under."""
+    os.environ["NCSN_MLFLOW_PARENT_RUN_ID"] = "parent-123"
+    try:
+        yield
+    finally:
+        del os.environ["NCSN_MLFLOW_PARENT_RUN_ID"]
+
+
+def test_ncsn_pipeline_runs_every_stage_in_the_parent_run(tmp_path, monkeypatch, capsys):
+    repo = make_dvc_repo(tmp_path / "repo", {
+        "second": {"cmd": "cat first.txt > second.json", "deps": ["first.txt"],
+                   "metrics": [{"second.json": {"cache": False}}]},
+        "first": {"cmd": 'echo "{\\"parent\\": \\"$NCSN_MLFLOW_PARENT_RUN_ID\\"}" > first.txt',
+                  "params": ["profile"], "outs": ["first.txt"]},
+    })
+    monkeypatch.chdir(repo)
+    monkeypatch.setattr(pipeline, "parent_run", _fake_parent_run)
+
+    assert pipeline.main(["-S", "profile=bogus"]) == 2  # a user error, before any stage
+    assert not (repo / "first.txt").exists()
+
+    original = (repo / "params.yaml").read_bytes()
+    assert pipeline.main(["-S", "train.lr=5e-4", "--restore-params"]) == 0
+    out = capsys.readouterr().out
+    assert "stages first -> second" in out
+    assert "parent-123" in out  # `dvc metrics show` of second.json
+    assert "second: second.json" in out
+    assert (repo / "params.yaml").read_bytes() == original
+
+
+def test_ncsn_pipeline_exits_1_when_a_stage_fails(tmp_path, monkeypatch):
+    repo = make_dvc_repo(tmp_path / "repo", {"fails": {"cmd": "exit 1"}})
+    monkeypatch.chdir(repo)
+    monkeypatch.setattr(pipeline, "parent_run", _fake_parent_run)
+    assert pipeline.main([]) == 1
+
+
+def test_the_retraining_workflow_passes_the_github_workflow_schema(tmp_path):
+    """`check-jsonschema` with its vendored GitHub workflow schema (offline), and a valid cron."""
+    from prefect.client.schemas.schedules import CronSchedule
+
+    workflow = REPO / ".github" / "workflows" / "retrain.yml"
+    lint = [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows"]
+    result = subprocess.run([*lint, str(workflow)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    triggers = yaml.safe_load(workflow.read_text())[True]  # YAML 1.1 reads the key `on` as True
+    assert "workflow_dispatch" in triggers
+    for entry in triggers["schedule"]:
+        CronSchedule(cron=entry["cron"])  # raises on an invalid cron string
+
+    broken = tmp_path / "broken.yml"  # the linter does catch a mistake
+    broken.write_text(workflow.read_text().replace("runs-on:", "runs_on:"))
+    assert subprocess.run([*lint, str(broken)], capture_output=True).returncode == 1
