@@ -142,6 +142,19 @@ class InpaintConfig:
 
 
 @dataclass(frozen=True)
+class FiguresConfig:
+    """Toy-scale versions of the paper's Figures 1-3 (the ``figures`` stage, ``ncsn/figures``)."""
+
+    toy_iters: int = 2000  # Adam steps of each 2-D score network (fig. 1: SSM, fig. 3: DSM)
+    toy_batch_size: int = 256
+    n_chains: int = 1280  # Langevin chains per panel of fig. 3 (the known-answer test uses 10,000)
+    n_steps_each: int = 100  # T of annealed Langevin in fig. 3; plain Langevin gets L * T steps
+    image_iters: int = 300  # SSM steps per loss curve of fig. 2
+    image_batch_size: int = 32
+    image_noise: float = 0.01  # std of the Gaussian perturbation in fig. 2 (paper: N(0, 0.0001))
+
+
+@dataclass(frozen=True)
 class TrackingConfig:
     """MLflow tracking and registry."""
 
@@ -160,6 +173,8 @@ class PathsConfig:
     sample: str = "outputs/sample"
     evaluate: str = "outputs/evaluate"
     inpaint: str = "outputs/inpaint"
+    figures: str = "outputs/figures"
+    report: str = "outputs/report"
     mlflow: str = "outputs/mlflow"
 
 
@@ -176,6 +191,7 @@ class Config:
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     inpaint: InpaintConfig = field(default_factory=InpaintConfig)
+    figures: FiguresConfig = field(default_factory=FiguresConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
 
@@ -203,8 +219,13 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _suggest(key: str, allowed: typing.Iterable[str]) -> str:
-    close = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.6)
+def _key_text(key: Any) -> str:
+    """A key as it appears in one-line messages: as is when printable text, else its repr."""
+    return key if isinstance(key, str) and key.isprintable() else repr(key)
+
+
+def _suggest(key: Any, allowed: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(str(key), list(allowed), n=1, cutoff=0.6)
     return f" Did you mean '{close[0]}'?" if close else ""
 
 
@@ -258,7 +279,7 @@ def _build_section(name: str, cls: type, raw: dict[str, Any], profile_values: di
     for key in raw:
         if key not in hints:
             raise ConfigError(
-                f"{source}: unknown key '{name}.{key}'.{_suggest(key, hints)}"
+                f"{source}: unknown key '{name}.{_key_text(key)}'.{_suggest(key, hints)}"
                 f" Valid keys in '{name}': {', '.join(hints)}."
             )
     kwargs = {}
@@ -280,8 +301,8 @@ def _check_ranges(cfg: Config, source: str) -> None:
         raise ConfigError(f"{source}: '{key}' = {value!r} is invalid; {allowed}.")
 
     m, t, s, i, d = cfg.model, cfg.train, cfg.sample, cfg.inpaint, cfg.data
-    if not (isinstance(m.sigma_end, float) and m.sigma_end > 0):
-        fail("model.sigma_end", m.sigma_end, "it must be > 0")
+    if not (isinstance(m.sigma_end, float) and m.sigma_end > 0 and math.isfinite(m.sigma_end)):
+        fail("model.sigma_end", m.sigma_end, "it must be > 0 and finite")
     if m.sigma_begin != "auto" and not (m.sigma_begin > m.sigma_end and math.isfinite(m.sigma_begin)):
         fail("model.sigma_begin", m.sigma_begin, f"it must be > model.sigma_end ({m.sigma_end}) or 'auto'")
     if m.num_levels != "auto" and m.num_levels < 1:
@@ -296,6 +317,8 @@ def _check_ranges(cfg: Config, source: str) -> None:
         ("inpaint.n_steps_each", i.n_steps_each), ("classifier.n_iters", cfg.classifier.n_iters),
         ("classifier.batch_size", cfg.classifier.batch_size), ("data.n_test", d.n_test),
         ("evaluate.select_samples", cfg.evaluate.select_samples),
+        ("evaluate.select_steps_each", cfg.evaluate.select_steps_each), ("evaluate.nn_grid", cfg.evaluate.nn_grid),
+        ("sample.trajectory_samples", s.trajectory_samples), ("data.gmm_samples", d.gmm_samples),
     ):
         if value < 1:
             fail(key, value, "it must be >= 1")
@@ -312,10 +335,20 @@ def _check_ranges(cfg: Config, source: str) -> None:
         fail("train.ema_rate", t.ema_rate, "it must be in [0, 1)")
     if t.grad_clip is not None and not t.grad_clip > 0:
         fail("train.grad_clip", t.grad_clip, "it must be > 0 or null")
+    if cfg.evaluate.kid_subset_size < 2:
+        fail("evaluate.kid_subset_size", cfg.evaluate.kid_subset_size, "it must be >= 2")
     if not 0.0 < i.random_fraction < 1.0:
         fail("inpaint.random_fraction", i.random_fraction, "it must be in (0, 1)")
+    f = cfg.figures
+    for key, value in (("figures.toy_iters", f.toy_iters), ("figures.toy_batch_size", f.toy_batch_size),
+                       ("figures.n_chains", f.n_chains), ("figures.n_steps_each", f.n_steps_each),
+                       ("figures.image_iters", f.image_iters), ("figures.image_batch_size", f.image_batch_size)):
+        if value < 1:
+            fail(key, value, "it must be >= 1")
+    if not (f.image_noise > 0 and math.isfinite(f.image_noise)):
+        fail("figures.image_noise", f.image_noise, "it must be > 0")
     unknown_masks = [k for k in i.masks if k not in ("right_half", "center", "random")]
-    if unknown_masks:
+    if unknown_masks or not i.masks:
         fail("inpaint.masks", list(i.masks), "allowed masks are 'right_half', 'center', 'random'")
     if d.channels is not None and d.channels not in (1, 3):
         fail("data.channels", d.channels, "it must be 1, 3 or null")
@@ -345,20 +378,22 @@ def config_from_dict(params: dict[str, Any], *, source: str = "params.yaml") -> 
     for key in params:
         if key not in allowed_top:
             raise ConfigError(
-                f"{source}: unknown section '{key}'.{_suggest(key, allowed_top)}"
+                f"{source}: unknown section '{_key_text(key)}'.{_suggest(key, allowed_top)}"
                 f" Valid sections: {', '.join(sorted(allowed_top))}."
             )
-    profile = params.get("profile") or "cpu"
-    if profile not in profiles.PROFILES:
+    profile = params.get("profile")
+    profile = "cpu" if profile is None else profile
+    if not isinstance(profile, str) or profile not in profiles.PROFILES:
         raise ConfigError(
             f"{source}: 'profile' = {profile!r} is invalid; expected one of {', '.join(profiles.PROFILES)}."
         )
-    raw_base = params.get("base") or {}
+    raw_base = params.get("base")
     dataset = raw_base.get("dataset", BaseConfig.dataset) if isinstance(raw_base, dict) else BaseConfig.dataset
     preset = profiles.profile_values(profile, dataset)
     sections = {}
     for name, cls in SECTIONS.items():
-        raw = params.get(name) or {}
+        raw = params.get(name)
+        raw = {} if raw is None else raw
         if not isinstance(raw, dict):
             raise ConfigError(f"{source}: section '{name}' must be a mapping, found {raw!r}.")
         sections[name] = _build_section(name, cls, raw, preset.get(name, {}), source)
@@ -376,7 +411,12 @@ def load_config(path: str | Path = "params.yaml") -> Config:
     if not path.is_file():
         raise ConfigError(f"{path}: file not found; run from the repository root or pass --params PATH.")
     try:
-        params = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot be read as UTF-8 text ({err}).") from None
+    try:
+        params = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]}).") from None
+    params = {} if params is None else params
     return config_from_dict(params, source=str(path))

@@ -18,6 +18,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "classifier": {"n_iters": 60, "batch_size": 64},
         "evaluate": {"select_samples": 16, "select_steps_each": 1, "kid_subset_size": 16, "nn_grid": 4},
         "inpaint": {"n_images": 4, "n_steps_each": 2},
+        "figures": {"toy_iters": 100, "toy_batch_size": 64, "n_chains": 256, "n_steps_each": 50,
+                    "image_iters": 10, "image_batch_size": 8},
     },
     "cpu": {
         "model": {"arch": "unet", "ngf": 32, "num_levels": 10},
@@ -27,6 +29,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "classifier": {"n_iters": 600, "batch_size": 128},
         "evaluate": {"select_samples": 250, "select_steps_each": 10, "kid_subset_size": 100},
         "inpaint": {"n_images": 8, "n_steps_each": 20},
+        "figures": {"toy_iters": 2000, "toy_batch_size": 256, "n_chains": 1280, "n_steps_each": 100,
+                    "image_iters": 300, "image_batch_size": 32},
     },
     "paper": {
         # Paper: Adam lr 1e-3, batch 128, 200k iterations, ngf 128 (64 for MNIST),
@@ -39,6 +43,9 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "classifier": {"n_iters": 3000, "batch_size": 128},
         "evaluate": {"select_samples": 1000, "select_steps_each": 100, "kid_subset_size": 1000},
         "inpaint": {"n_images": 16, "n_steps_each": 100},
+        # Paper Fig. 3: 10,000 chains, T = 100; Fig. 2 trains on CIFAR-10 (here the prepared data).
+        "figures": {"toy_iters": 5000, "toy_batch_size": 512, "n_chains": 10000, "n_steps_each": 100,
+                    "image_iters": 2000, "image_batch_size": 128},
     },
 }
 

@@ -1,0 +1,19 @@
+"""The paper's figures, recomputed at toy scale by the ``figures`` stage.
+
+One module per figure; each exposes ``compute(...) -> results`` (the numbers, saved in
+``figures.json``) and ``plot(results, path)`` (the PNG):
+
+* :mod:`ncsn.figures.score_accuracy` -- paper Fig. 1: scores learned by sliced score
+  matching on the 2-D mixture are accurate near the modes only.
+* :mod:`ncsn.figures.ssm_noise` -- paper Fig. 2: sliced score matching on clean images
+  has no minimum; a N(0, 0.01²) perturbation makes it converge.
+* :mod:`ncsn.figures.langevin_mixing` -- paper Fig. 3: plain Langevin dynamics gets the
+  mixture weights wrong, annealed Langevin recovers 1/5 : 4/5, with exact and learned scores.
+
+Figures 4-6 (sampling trajectory, inpainting, nearest neighbours) are drawn by the
+``sample``, ``inpaint`` and ``evaluate`` stages and collected by the report (``ncsn.report``).
+"""
+
+from ncsn.figures.common import FIGURE_FILES
+
+__all__ = ["FIGURE_FILES"]
