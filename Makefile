@@ -3,6 +3,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+PIPELINE_ARGS ?=
 STAMP := $(VENV)/.installed
 
 .PHONY: run test install clean
@@ -16,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/ncsn pipeline
+	$(BIN)/ncsn pipeline $(PIPELINE_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -1,4 +1,4 @@
-"""The ``ncsn`` command: one thin sub-command per pipeline stage.
+"""The ``ncsn`` command: one thin sub-command per pipeline stage, plus ``ncsn pipeline``.
 
 Each stage lives in ``ncsn/stages/<name>.py`` and exposes
 ``run(cfg: Config, tracker: Tracker, args: argparse.Namespace) -> None`` and,
@@ -17,7 +17,7 @@ import os
 import sys
 from typing import Sequence
 
-STAGES = ("prepare", "classifier", "train", "sample", "evaluate", "inpaint")
+STAGES = ("prepare", "classifier", "train", "sample", "evaluate", "inpaint", "figures", "report")
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
         stage_parser = sub.add_parser(name, help=(module.__doc__ or name).strip().splitlines()[0])
         if hasattr(module, "add_arguments"):
             module.add_arguments(stage_parser)
+    from ncsn import pipeline
+
+    pipeline.add_arguments(sub.add_parser("pipeline", help="run every stage of dvc.yaml in order, "
+                                                         "inside one MLflow run"))
     return parser
 
 
@@ -51,6 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ncsn`` console script."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
+    if args.stage == "pipeline":
+        from ncsn import pipeline
+
+        return pipeline.run(args)
     try:
         from ncsn.config import load_config
         from ncsn.tracking import stage_run

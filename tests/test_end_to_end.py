@@ -1,0 +1,117 @@
+"""The whole pipeline for real: ``dvc repro`` of the ``smoke`` profile in a temporary git copy.
+
+Checks what a user of ``make run`` relies on: every output that ``dvc.yaml`` declares exists,
+every metric is a finite number, and the model is registered with a ``champion`` alias.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.helpers import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def _copy_repository(dest: Path) -> None:
+    """The repository's tracked and unignored files, committed into a fresh git repo at ``dest``."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            cwd=REPO, check=True, capture_output=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = REPO / name
+        if source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    git = ["git", "-c", "user.name=ncsn-test", "-c", "user.email=ncsn-test@localhost"]
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    subprocess.run(git + ["add", "-A"], cwd=dest, check=True)
+    subprocess.run(git + ["commit", "-q", "-m", "copy"], cwd=dest, check=True)
+
+
+def _numbers(value) -> list[float]:
+    """Every number in a nested JSON value."""
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in _numbers(v)]
+    if isinstance(value, list):
+        return [n for v in value for n in _numbers(v)]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return [float(value)]
+    return []
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    repo = tmp_path_factory.mktemp("clone") / "ncsn"
+    repo.mkdir()
+    _copy_repository(repo)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["profile"] = "smoke"
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+           "PYTHONPATH": str(repo), "DVC_NO_ANALYTICS": "1", "OMP_NUM_THREADS": "1",
+           "GIT_AUTHOR_NAME": "ncsn-test", "GIT_AUTHOR_EMAIL": "ncsn-test@localhost",
+           "GIT_COMMITTER_NAME": "ncsn-test", "GIT_COMMITTER_EMAIL": "ncsn-test@localhost"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    result = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=repo, env=env,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, f"dvc repro failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return repo, result
+
+
+def test_every_declared_output_exists(smoke_run) -> None:
+    from ncsn.pipeline import stage_outputs, stage_order
+
+    repo, _ = smoke_run
+    outputs = stage_outputs(repo)
+    assert set(stage_order(repo)) == {"prepare", "classifier", "train", "sample", "evaluate", "inpaint",
+                                      "figures", "report"}
+    for stage, outs in outputs.items():
+        for out in outs:
+            path = repo / out
+            assert path.exists(), f"stage {stage}: {out} missing"
+            if path.is_file():
+                assert path.stat().st_size > 0, f"stage {stage}: {out} is empty"
+
+
+def test_metrics_are_finite_numbers(smoke_run) -> None:
+    repo, _ = smoke_run
+    for path in (repo / "outputs/evaluate/metrics.json", repo / "outputs/classifier/metrics.json"):
+        numbers = _numbers(json.loads(path.read_text()))
+        assert numbers, f"{path} holds no numbers"
+        assert all(math.isfinite(n) for n in numbers), f"{path}: {numbers}"
+    metrics = json.loads((repo / "outputs/evaluate/metrics.json").read_text())
+    assert metrics["classifier_fid"] >= 0 and 1.0 <= metrics["classifier_is"] <= 10.0
+    shown = subprocess.run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], cwd=repo,
+                           capture_output=True, text=True, check=True).stdout
+    assert "classifier_fid" in shown
+
+
+def test_the_model_is_registered_and_champion(smoke_run) -> None:
+    from mlflow import MlflowClient
+
+    repo, _ = smoke_run
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'outputs/mlflow/mlflow.db'}")
+    versions = client.search_model_versions("name='ncsn-mnist5k'")
+    assert len(versions) == 1
+    champion = client.get_model_version_by_alias("ncsn-mnist5k", "champion")
+    assert champion.version == versions[0].version
+    assert champion.status == "READY"
+
+
+def test_the_report_has_every_section_and_every_input(smoke_run) -> None:
+    from tests.test_report import SECTION_IDS, parse
+
+    repo, _ = smoke_run
+    html = (repo / "outputs/report/report.html").read_text()
+    assert parse(html).sections == list(SECTION_IDS)
+    assert "not available" not in html  # every stage's files reached the report
