@@ -18,13 +18,7 @@ from ncsn.toy import GaussianMixture
 from tests.helpers import write_params
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Thousands of tiny steps: one intra-op thread is faster, and robust to a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 class RecordingTracker:

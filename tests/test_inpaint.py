@@ -13,13 +13,7 @@ from ncsn.sigmas import geometric_sigmas
 SIGMAS = geometric_sigmas(1.0, 0.01, 10)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Thousands of tiny steps: one intra-op thread is faster, and robust to a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def pixel_score(x: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:

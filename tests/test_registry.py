@@ -19,7 +19,7 @@ from ncsn.config import Config, config_from_dict
 from ncsn.generate import load_score_model
 from ncsn.models import build_model
 from ncsn.sigmas import geometric_sigmas
-from ncsn.tracking import PARENT_ENV, stage_run
+from ncsn.tracking import stage_run
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402
@@ -30,24 +30,9 @@ from ncsn.registry import RegistryError, register_and_promote, resolve_model_uri
 NAME = "ncsn-mnist5k"
 
 
-@pytest.fixture(scope="module")
-def empty_db(tmp_path_factory) -> Path:
-    """An initialised, empty MLflow SQLite database to copy (migrations run once)."""
-    path = tmp_path_factory.mktemp("template") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
-    return path
-
-
 @pytest.fixture
-def cfg(tmp_path, monkeypatch, empty_db) -> Config:
-    from mlflow.tracking._tracking_service import utils
-
-    for name in ("MLFLOW_TRACKING_URI", PARENT_ENV):
-        monkeypatch.setenv(name, "placeholder")  # so that teardown restores the original state
-        monkeypatch.delenv(name)
-    monkeypatch.setattr(utils, "_tracking_uri", None)
-    (tmp_path / "mlflow").mkdir()
-    shutil.copyfile(empty_db, tmp_path / "mlflow" / "mlflow.db")
+def cfg(tmp_path, mlflow_dir) -> Config:
+    """Tracking on, into ``tmp_path/mlflow``; MLflow's process-wide URI and env restored afterwards."""
     return config_from_dict({"profile": "smoke", "base": {"dataset": "mnist5k"}, "data": {"image_size": 8},
                              "tracking": {"enabled": True, "register": True, "experiment": "test"},
                              "paths": {"mlflow": str(tmp_path / "mlflow")}})

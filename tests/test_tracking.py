@@ -7,7 +7,6 @@ so MLflow's schema migrations run once per module) and no MLflow server.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -23,25 +22,9 @@ mlflow = pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def empty_db(tmp_path_factory) -> Path:
-    """An initialised, empty MLflow SQLite database to copy."""
-    path = tmp_path_factory.mktemp("template") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
-    return path
-
-
 @pytest.fixture
-def cfg(tmp_path, monkeypatch, empty_db) -> Config:
+def cfg(tmp_path, mlflow_dir) -> Config:
     """Tracking on, into ``tmp_path/mlflow``; MLflow's process-wide URI and env restored afterwards."""
-    from mlflow.tracking._tracking_service import utils
-
-    for name in ("MLFLOW_TRACKING_URI", PARENT_ENV):
-        monkeypatch.setenv(name, "placeholder")  # so that teardown restores the original state
-        monkeypatch.delenv(name)
-    monkeypatch.setattr(utils, "_tracking_uri", None)
-    (tmp_path / "mlflow").mkdir()
-    shutil.copyfile(empty_db, tmp_path / "mlflow" / "mlflow.db")
     return config_from_dict({"profile": "smoke", "tracking": {"enabled": True, "experiment": "test"},
                              "paths": {"mlflow": str(tmp_path / "mlflow"), "train": str(tmp_path / "train")}})
 

@@ -1,0 +1,45 @@
+"""Fixtures shared by several test modules."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import torch
+
+from ncsn.tracking import PARENT_ENV
+
+
+@pytest.fixture(scope="module")
+def single_thread() -> Iterator[None]:
+    """Thousands of tiny steps: one intra-op thread is faster, and robust to a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def empty_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An initialised, empty MLflow SQLite database to copy (schema migrations run once per module)."""
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def mlflow_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_mlflow_db: Path) -> Path:
+    """``tmp_path/mlflow`` holding a fresh embedded store; MLflow's process-wide URI and env restored."""
+    from mlflow.tracking._tracking_service import utils
+
+    for name in ("MLFLOW_TRACKING_URI", PARENT_ENV):
+        monkeypatch.setenv(name, "placeholder")  # so that teardown restores the original state
+        monkeypatch.delenv(name)
+    monkeypatch.setattr(utils, "_tracking_uri", None)
+    (tmp_path / "mlflow").mkdir()
+    shutil.copyfile(empty_mlflow_db, tmp_path / "mlflow" / "mlflow.db")
+    return tmp_path / "mlflow"
