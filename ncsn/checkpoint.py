@@ -19,6 +19,7 @@ Layout of a checkpoint dict::
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import re
@@ -57,9 +58,35 @@ def atomic_save(obj: Any, path: str | Path) -> None:
         os.replace(tmp, path)
     except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            raise CheckpointError(f"cannot write {path}: {err.strerror or err}") from None
+        cause = os_error_in(err) if isinstance(err, (OSError, RuntimeError)) else None
+        if cause is not None:
+            raise CheckpointError(f"cannot write {path}: {cause.strerror or cause}") from None
         raise
+
+
+def os_error_in(err: BaseException) -> OSError | None:
+    """The ``OSError`` behind ``err``, if any: itself, or one in its chain of causes.
+
+    ``torch.save`` reports a failed write (full disk, file size limit) as a ``RuntimeError``
+    from its zip writer, raised while handling the ``OSError``.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file, read in 1 MiB blocks (hex digest)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -74,12 +101,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
+        if not zipfile.is_zipfile(path):  # torch.save always writes a zip archive
+            raise CheckpointError(f"checkpoint {path} is truncated or corrupt, or not a file written by"
+                                  " torch.save (not a zip archive); nothing in it was run") from None
         first = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe content"
         raise CheckpointError(
             f"checkpoint {path} was refused: it holds objects other than tensors and plain data"
             f" (weights_only load failed: {first[:200]})"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+    except Exception as err:  # noqa: BLE001 - garbage makes the unpickler fail in many ways
         raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({type(err).__name__}: {str(err)[:200]})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__

@@ -14,10 +14,15 @@ import dataclasses
 import importlib
 import logging
 import os
+import errno
 import sys
 from typing import Sequence
 
 STAGES = ("prepare", "classifier", "train", "sample", "evaluate", "inpaint", "figures", "report")
+
+
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.EACCES,
+                 errno.EPERM, errno.EISDIR}
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -73,6 +78,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"ncsn {args.stage}: error: {err}", file=sys.stderr)
+        return 2
+    except (OSError, RuntimeError) as err:
+        # A full disk, a file-size limit or an output path that is not a folder: the user's to fix.
+        from ncsn.checkpoint import os_error_in
+
+        cause = os_error_in(err)
+        if cause is None or args.debug:
+            raise
+        where = f" {cause.filename}" if cause.filename else ""
+        verb = "cannot write" if cause.errno in _WRITE_ERRNOS else "input/output error on"
+        print(f"ncsn {args.stage}: error: {verb}{where}: {cause.strerror or cause}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"ncsn {args.stage}: interrupted", file=sys.stderr)

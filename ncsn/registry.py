@@ -37,7 +37,6 @@ Sampling from the registry: ``ncsn sample --model models:/ncsn-mnist5k@champion`
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import shutil
@@ -48,7 +47,7 @@ from typing import Any
 
 import yaml
 
-from ncsn.checkpoint import FORMAT, check_compatible, load_checkpoint
+from ncsn.checkpoint import FORMAT, check_compatible, file_sha256, load_checkpoint
 from ncsn.config import Config, PathsConfig
 from ncsn.tracking import NullTracker, Tracker, connect, quiet_mlflow, redact
 
@@ -83,14 +82,6 @@ def fid_of(metrics: dict[str, Any]) -> tuple[str, float]:
     raise RegistryError(f"no FID in the metrics (looked for {', '.join(FID_KEYS)}); cannot rank the model")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def signature_for(channels: int, image_size: int):
     """The score network's signature: ``(x, levels) -> score``, shaped like ``x``.
 
@@ -121,7 +112,7 @@ def write_model_dir(checkpoint: Path, ckpt: dict[str, Any], out_dir: Path, run_i
                   metadata={"dataset": data["dataset"], "step": int(ckpt["step"]), "num_levels": len(ckpt["sigmas"]),
                             "arch": ckpt["config"]["model"]["arch"]})
     model.add_flavor(FLAVOR, checkpoint=MODEL_FILE, format=FORMAT, loader=LOADER, config="config.yaml",
-                     sha256=_sha256(out_dir / MODEL_FILE), size=(out_dir / MODEL_FILE).stat().st_size)
+                     sha256=file_sha256(out_dir / MODEL_FILE), size=(out_dir / MODEL_FILE).stat().st_size)
     model.save(str(out_dir / "MLmodel"))
     return out_dir
 
@@ -229,7 +220,7 @@ def register_and_promote(cfg: Config, tracker: Tracker | NullTracker, checkpoint
     tags = {"dataset": cfg.base.dataset, "fid_metric": kind, kind: repr(fid),
             "n_samples": str(metrics.get("n_samples", "unknown")), "profile": cfg.profile,
             "extractor": str(metrics.get("extractor", "unknown")),
-            "checkpoint_sha256": _sha256(checkpoint), "checkpoint_bytes": str(checkpoint.stat().st_size)}
+            "checkpoint_sha256": file_sha256(checkpoint), "checkpoint_bytes": str(checkpoint.stat().st_size)}
     source = RunsArtifactRepository.get_underlying_uri(f"runs:/{run_id}/{ARTIFACT_PATH}")
     version = client.create_model_version(name, source, run_id=run_id, tags=tags,
                                           description=f"{kind} = {fid:.4g} (step {ckpt['step']})").version
@@ -295,7 +286,7 @@ def _version_of(client, name: str, alias: str | None, version: str | None):
 def _checked_copy(folder: Path, expected_sha256: str | None) -> Path | None:
     """``folder/model.pt`` when it is there and (if a hash is recorded) has that hash."""
     path = folder / MODEL_FILE
-    if path.is_file() and (folder / "MLmodel").is_file() and expected_sha256 in (None, _sha256(path)):
+    if path.is_file() and (folder / "MLmodel").is_file() and expected_sha256 in (None, file_sha256(path)):
         return path
     return None
 

@@ -29,8 +29,29 @@ def shard_seeds(base_seed: int, index: int, shard_size: int, n_total: int) -> li
 
 
 def write_shard(folder: str | Path, index: int, images: torch.Tensor, seeds: list[int]) -> None:
-    """Atomically write one shard."""
+    """Atomically write one shard.
+
+    :raises CheckpointError: when it cannot be written (full disk, ...); no partial file is left.
+    """
     atomic_save({"images": images.cpu(), "seeds": torch.tensor(seeds, dtype=torch.long)}, shard_path(folder, index))
+
+
+def shard_holds(path: str | Path, seeds: list[int]) -> bool:
+    """Whether the shard at ``path`` reads back and holds exactly the samples of ``seeds``."""
+    try:
+        shard = torch.load(path, map_location="cpu", weights_only=True)
+        return (isinstance(shard, dict) and shard["seeds"].tolist() == list(seeds)
+                and len(shard["images"]) == len(seeds))
+    except Exception:  # noqa: BLE001 - unreadable or foreign: not the shard we need
+        return False
+
+
+def remove_partial_files(folder: str | Path) -> None:
+    """Delete temporary files that a killed writer left in ``folder`` (never a complete shard)."""
+    folder = Path(folder)
+    if folder.is_dir():
+        for path in folder.glob(".shard_*.tmp"):
+            path.unlink(missing_ok=True)
 
 
 def existing_shards(folder: str | Path) -> dict[int, Path]:
@@ -44,7 +65,8 @@ def existing_shards(folder: str | Path) -> dict[int, Path]:
 def read_samples(folder: str | Path, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """All samples of ``folder`` in seed order.
 
-    :return: (images [N, ...], seeds [N]), at most ``limit`` of them.
+    :return: (images [N, ...], seeds [N]), at most ``limit`` of them (then only the first
+        shards, those that hold them, are read: memory does not grow with N).
     :raises CheckpointError: when the folder holds no shard or a shard is unreadable.
     """
     shards = existing_shards(folder)
@@ -52,6 +74,8 @@ def read_samples(folder: str | Path, limit: int | None = None) -> tuple[torch.Te
         raise CheckpointError(f"no samples in {folder}: run the sample stage first (dvc repro sample)")
     images, seeds = [], []
     for index in sorted(shards):
+        if limit and sum(len(s) for s in seeds) >= limit:  # the first shards suffice: read no more
+            break
         try:
             shard = torch.load(shards[index], map_location="cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001 - any failure means a damaged shard

@@ -252,6 +252,7 @@ def train(cfg: Config, data_dir: str | Path, out_dir: str | Path, *,
             torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
         loss_value = loss.item()
         if not math.isfinite(loss_value):
+            bar.close()  # the error line then starts on a line of its own
             raise TrainingDiverged(
                 f"training diverged: loss is {loss_value} at step {step + 1}; the last good checkpoint is kept in"
                 f" {ckpt_dir}. Lower train.lr or set train.grad_clip."

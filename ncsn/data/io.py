@@ -21,6 +21,7 @@ from typing import Any, BinaryIO, Callable, Literal
 import torch
 from torch import Tensor
 
+from ncsn.checkpoint import os_error_in
 from ncsn.data.errors import DataError
 
 SPLITS = ("train", "test")
@@ -69,8 +70,9 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
         os.replace(tmp, path)
     except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            raise DataError(f"cannot write {path}: {err.strerror or err}") from None
+        cause = os_error_in(err) if isinstance(err, (OSError, RuntimeError)) else None
+        if cause is not None:
+            raise DataError(f"cannot write {path}: {cause.strerror or cause}") from None
         raise
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ncsn.checkpoint import atomic_save
+from ncsn.checkpoint import atomic_save, check_compatible
 from ncsn.config import Config
 from ncsn.generate import load_score_model, to_uint8
 from ncsn.images import save_grid
@@ -30,7 +30,9 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
     out_dir = Path(cfg.paths.inpaint)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.base.device)
-    model = load_score_model(Path(cfg.paths.train) / "model.pt", device, use_ema=cfg.sample.use_ema)
+    model_path = Path(cfg.paths.train) / "model.pt"
+    model = load_score_model(model_path, device, use_ema=cfg.sample.use_ema)
+    check_compatible(model.checkpoint, arch=cfg.model.arch, dataset=cfg.base.dataset, source=model_path)
     test = load_split(cfg.paths.prepare, "test").data[: cfg.inpaint.n_images]
     if test.ndim != 4:
         (out_dir / "SKIPPED.txt").write_text("inpainting applies to image datasets only\n")

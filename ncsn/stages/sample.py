@@ -16,7 +16,6 @@ missing samples; memory stays flat in ``sample.n_samples``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import shutil
@@ -25,10 +24,24 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from ncsn.checkpoint import CheckpointError, check_compatible, file_sha256
 from ncsn.config import Config
 from ncsn.generate import ScoreModel, load_score_model, sample_batch, to_uint8, trajectory
 from ncsn.images import grid_image, save_gif, save_grid, scatter_image
-from ncsn.shards import existing_shards, read_samples, shard_seeds, write_shard
+from ncsn.shards import (existing_shards, read_samples, remove_partial_files, shard_holds, shard_seeds,
+                         write_shard)
+
+_OUTPUTS = ("grid.png", "trajectory.png", "trajectory.gif")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"it must be >= 1, got {value}")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,37 +49,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="checkpoint path or registry URI such as models:/ncsn-mnist5k@champion"
                              " (default: paths.train/model.pt)")
     parser.add_argument("--out", default=None, help="output folder (default: paths.sample)")
-    parser.add_argument("--n", type=int, default=None, help="number of samples (default: sample.n_samples)")
+    parser.add_argument("--n", type=_positive_int, default=None,
+                        help="number of samples (default: sample.n_samples)")
 
 
-def _file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _read_manifest(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
 
 
 def _reset_if_stale(shard_dir: Path, manifest: dict) -> None:
-    """Drop shards drawn from another model or with other settings."""
+    """Drop shards drawn from another model or with other settings (or without a readable manifest).
+
+    :raises CheckpointError: when the folder cannot be written.
+    """
     path = shard_dir / "manifest.json"
-    if path.is_file() and json.loads(path.read_text()) == manifest:
-        return
-    shutil.rmtree(shard_dir, ignore_errors=True)
-    shard_dir.mkdir(parents=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2))
-    tmp.replace(path)
+    try:
+        if path.is_file() and _read_manifest(path) == manifest:
+            return
+        shutil.rmtree(shard_dir, ignore_errors=True)
+        shard_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(manifest, indent=2))
+        tmp.replace(path)
+    except OSError as err:
+        raise CheckpointError(f"cannot write {shard_dir}: {err.strerror or err}") from None
 
 
 def draw_shards(model: ScoreModel, cfg: Config, shard_dir: Path, n_samples: int) -> None:
     """Draw every missing shard of ``n_samples`` samples into ``shard_dir``."""
     size = cfg.sample.batch_size
     n_shards = math.ceil(n_samples / size)
+    remove_partial_files(shard_dir)
     done = existing_shards(shard_dir)
-    for index, path in done.items():
-        if index >= n_shards:
+    for index, path in list(done.items()):
+        # A shard of another sample count (``--n``) or a damaged one is drawn again.
+        if index >= n_shards or not shard_holds(path, shard_seeds(cfg.base.seed, index, size, n_samples)):
             path.unlink()
+            del done[index]
     todo = [k for k in range(n_shards) if k not in done]
     for index in tqdm(todo, desc="sample shards", initial=n_shards - len(todo), total=n_shards, dynamic_ncols=True):
         seeds = shard_seeds(cfg.base.seed, index, size, n_samples)
@@ -108,21 +130,29 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
     else:
         from ncsn.registry import resolve_model_uri
 
-        model_path = resolve_model_uri(args.model)
+        model_path = resolve_model_uri(args.model, cfg)
     device = resolve_device(cfg.base.device)
     model = load_score_model(model_path, device, use_ema=cfg.sample.use_ema)
-    manifest = {"model_sha256": _file_hash(model_path), "sample": cfg.to_dict()["sample"], "seed": cfg.base.seed}
+    if args.model is None:  # the pipeline's own model must fit params.yaml; --model may name any
+        check_compatible(model.checkpoint, arch=cfg.model.arch, dataset=cfg.base.dataset, source=model_path)
+    for name in _OUTPUTS:  # temporary files of a killed run
+        for stale in out_dir.glob(f".{name}.*"):
+            stale.unlink(missing_ok=True)
+    manifest = {"model_sha256": file_sha256(model_path), "sample": cfg.to_dict()["sample"], "seed": cfg.base.seed}
     shard_dir = out_dir / "shards"
     _reset_if_stale(shard_dir, manifest)
     draw_shards(model, cfg, shard_dir, n_samples)
 
     samples, _ = read_samples(shard_dir, limit=min(n_samples, 100))
-    if samples.ndim == 4:
-        save_grid(samples[:100], out_dir / "grid.png", nrow=10)
-    else:
-        all_points, _ = read_samples(shard_dir)
-        scatter_image(all_points, title=f"{len(all_points)} samples").save(out_dir / "grid.png")
-    write_trajectory(model, cfg, out_dir)
+    try:
+        if samples.ndim == 4:
+            save_grid(samples[:100], out_dir / "grid.png", nrow=10)
+        else:
+            all_points, _ = read_samples(shard_dir)
+            scatter_image(all_points, title=f"{len(all_points)} samples").save(out_dir / "grid.png")
+        write_trajectory(model, cfg, out_dir)
+    except OSError as err:  # full disk, read-only folder: the shards drawn so far stay valid
+        raise CheckpointError(f"cannot write into {out_dir}: {err.strerror or err}") from None
     tracker.log_metrics({"n_samples": float(n_samples)})
     for name in ("grid.png", "trajectory.png", "trajectory.gif"):
         tracker.log_artifact(out_dir / name, "samples")
