@@ -1,7 +1,16 @@
-"""Langevin samplers: annealed (paper Algorithm 1) and plain.
+"""Langevin samplers: annealed (paper Algorithm 1), predictor-corrector, and plain.
+
+* :func:`annealed_langevin` / :func:`annealed_langevin_progressive`: Algorithm 1,
+  L·T network evaluations (+1 with the final denoising step).
+* :func:`technique4_eps`: NCSNv2 technique 4, the ε that suits a given T.
+* :func:`predictor_corrector`: T Langevin corrector steps per level, then an
+  ancestral predictor step to the next level (the last one is the denoising step),
+  L·(T + 1) evaluations.
 
 Pure functions: the state lives in the tensors, noise comes only from the
-``generator`` passed in (see ncsn.rng), device and dtype follow ``x0``.
+``generator`` passed in (see ncsn.rng), device and dtype follow ``x0``. The loops
+never read a tensor back to the host (step sizes are Python floats computed once),
+so on a GPU the steps are queued without a synchronisation.
 """
 
 from __future__ import annotations
@@ -38,6 +47,38 @@ def step_sizes(sigmas: list[float], eps: float, convention: str = "paper") -> li
     else:
         raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
     return [scale * sigma ** 2 / sigmas[-1] ** 2 for sigma in sigmas]
+
+
+def technique4_eps(sigmas: list[float], n_steps_each: int, convention: str = "paper") -> float:
+    """NCSNv2 technique 4: the ε for which T Langevin steps at each level best reach that level's noise scale.
+
+    For data that is a single point, p_σᵢ = N(0, σᵢ² I) and one step with
+    α_i = ε σᵢ²/σ_L² (paper convention) maps the variance v to (1 − u)² v + 2u σᵢ²,
+    u = α_i / (2σᵢ²) = ε / (2σ_L²). Starting from the previous level's v = γ² σᵢ²
+    (γ = σᵢ₋₁/σᵢ), after T steps (NCSNv2 Eq. 4, in this notation)
+
+        v_T/σᵢ² = (1 − u)^{2T} · (γ² − 2/(2 − u)) + 2/(2 − u),
+
+    which is above 1 for every u in (0, 1); technique 4 takes the u that brings it
+    closest to 1 (found on a fine log grid). Then ε = 2uσ_L² (``"paper"``) or uσ_L²
+    (``"reference"``, the step_lr of the reference code).
+
+    :param sigmas: [L] descending levels; γ is their largest consecutive ratio (a
+        geometric schedule has one ratio).
+    :param n_steps_each: T ≥ 1.
+    :return: ε as a Python float.
+    """
+    if n_steps_each < 1:
+        raise ValueError(f"n_steps_each must be >= 1, got {n_steps_each}")
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
+    sigma_list = [float(s) for s in sigmas]
+    gamma = max([a / b for a, b in zip(sigma_list, sigma_list[1:])], default=1.0)
+    u = torch.logspace(-7, math.log10(0.999), 20001, dtype=torch.float64)
+    c = 2.0 / (2.0 - u)
+    ratio = (1.0 - u) ** (2 * n_steps_each) * (gamma ** 2 - c) + c
+    best = float(u[torch.argmin(ratio)])
+    return (2.0 if convention == "paper" else 1.0) * best * sigma_list[-1] ** 2
 
 
 def annealed_langevin_progressive(score_fn: ScoreFn, x0: Tensor, sigmas: Tensor, *, n_steps_each: int,
@@ -144,4 +185,50 @@ def langevin(score_fn: Callable[[Tensor], Tensor], x0: Tensor, *, n_steps: int, 
         x = x0
         for _ in range(n_steps):
             x = x + drift * score_fn(x) + diffusion * randn_like(x, generator)
+    return x.clone()
+
+
+def predictor_corrector(score_fn: ScoreFn, x0: Tensor, sigmas: Tensor, *, n_steps_each: int, eps: float,
+                        generator: GeneratorLike = None) -> Tensor:
+    """Predictor-corrector sampling on the L noise levels (Song et al. 2021, PC with an ancestral predictor).
+
+    For i = 1..L:
+
+    * corrector, T = ``n_steps_each`` times: z ~ N(0, I); x ← x + (α_i/2) s(x, i) + √α_i z,
+      α_i = ε σᵢ²/σ_L² (paper convention, as Algorithm 1);
+    * predictor, the ancestral step from σᵢ to σᵢ₊₁ (σ_{L+1} = 0): the posterior of
+      x at σᵢ₊₁ given x and the Tweedie estimate x + σᵢ² s(x, i) of the clean image,
+      x ← x + (σᵢ² − σᵢ₊₁²) s(x, i) + σᵢ₊₁ √(1 − σᵢ₊₁²/σᵢ²) z. The last predictor
+      step is the denoising step x ← x + σ_L² s(x, L).
+
+    L·(T + 1) network evaluations; T = 0 is ancestral sampling alone.
+
+    :param score_fn: s(x [B, ...], levels [B] int64) → [B, ...].
+    :param x0: [B, ...] starting points (uniform on [0, 1]^D as Algorithm 1).
+    :param sigmas: [L] noise levels, descending.
+    :param n_steps_each: T ≥ 0 corrector steps per level.
+    :param eps: ε of the corrector (:func:`technique4_eps` picks one for T).
+    :param generator: None, a ``torch.Generator``, or B per-example generators (ncsn.rng).
+    :return: [B, ...] samples (an ordinary tensor).
+    """
+    if n_steps_each < 0:
+        raise ValueError(f"n_steps_each must be >= 0, got {n_steps_each}")
+    if sigmas.ndim != 1 or len(sigmas) == 0:
+        raise ValueError(f"sigmas must be a non-empty 1-D tensor, got shape {tuple(sigmas.shape)}")
+    sigma_list = [float(s) for s in sigmas.tolist()]  # the one host transfer
+    alphas = step_sizes(sigma_list, eps)
+    batch, device = x0.shape[0], x0.device
+    with torch.inference_mode():
+        x = x0
+        for i, (sigma, alpha) in enumerate(zip(sigma_list, alphas)):
+            levels = torch.full((batch,), i, dtype=torch.long, device=device)
+            drift, diffusion = alpha / 2, math.sqrt(alpha)
+            for _ in range(n_steps_each):
+                # corrector: x ← x + (α_i/2) s(x, i) + √α_i z
+                x = x + drift * score_fn(x, levels) + diffusion * randn_like(x, generator)
+            # predictor: x ← x + (σᵢ² − σᵢ₊₁²) s(x, i) + σᵢ₊₁ √(1 − σᵢ₊₁²/σᵢ²) z
+            nxt = sigma_list[i + 1] if i + 1 < len(sigma_list) else 0.0
+            x = x + (sigma ** 2 - nxt ** 2) * score_fn(x, levels)
+            if nxt > 0:
+                x = x + nxt * math.sqrt(1.0 - nxt ** 2 / sigma ** 2) * randn_like(x, generator)
     return x.clone()

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from ncsn.rng import make_generators
-from ncsn.sampling import annealed_langevin, annealed_langevin_progressive, langevin, step_sizes
+from ncsn.sampling import (annealed_langevin, annealed_langevin_progressive, langevin, predictor_corrector,
+                           step_sizes, technique4_eps)
 from ncsn.sigmas import geometric_sigmas
 from ncsn.toy import paper_mixture
 
@@ -168,3 +169,64 @@ def test_progressive_checks_its_arguments_before_iterating():
     with pytest.raises(ValueError):
         annealed_langevin_progressive(score, torch.zeros(2, 2), MIXTURE_SIGMAS, n_steps_each=1, eps=0.1,
                                       convention="edm")
+
+
+def _technique4_ratio(u: float, steps: int, gamma: float) -> float:
+    c = 2.0 / (2.0 - u)
+    return (1.0 - u) ** (2 * steps) * (gamma ** 2 - c) + c
+
+
+@pytest.mark.parametrize("steps", [1, 5, 20, 100])
+def test_technique4_eps_minimises_the_variance_ratio(steps):
+    sigmas = geometric_sigmas(1.0, 0.01, 10).tolist()
+    gamma = sigmas[0] / sigmas[1]
+    eps = technique4_eps(sigmas, steps)
+    assert technique4_eps(sigmas, steps, "reference") == pytest.approx(eps / 2)
+    u = eps / (2 * sigmas[-1] ** 2)
+    best = _technique4_ratio(u, steps, gamma)
+    assert best < gamma ** 2 and best >= 1.0
+    assert best <= _technique4_ratio(0.9 * u, steps, gamma) and best <= _technique4_ratio(1.1 * u, steps, gamma)
+    # more steps allow a smaller step and a ratio closer to 1
+    assert technique4_eps(sigmas, 2 * steps) < eps
+
+
+def test_technique4_ratio_is_what_the_sampler_does():
+    """Point data, one level σ: from N(0, γ²σ²), T steps of the sampler leave variance σ² · ratio(u)."""
+    sigma, gamma, steps = 0.5, 1.7, 4
+    eps = technique4_eps([gamma * sigma, sigma], steps)
+    x0 = gamma * sigma * torch.randn(40000, 1, generator=torch.Generator().manual_seed(11))
+    x = annealed_langevin(lambda y, levels: -y / sigma ** 2, x0, torch.tensor([sigma]), n_steps_each=steps, eps=eps,
+                          generator=torch.Generator().manual_seed(12))
+    expected = _technique4_ratio(eps / (2 * sigma ** 2), steps, gamma)
+    assert x.var().item() / sigma ** 2 == pytest.approx(expected, rel=0.03)
+
+
+@pytest.mark.parametrize("steps", [0, 3])
+def test_predictor_corrector_lands_on_point_data_and_counts_evaluations(steps):
+    """Exact score of a point mass at c: the last (denoising) predictor step returns c exactly."""
+    sigmas = torch.tensor([4.0, 2.0, 1.0])
+    centre = torch.tensor([[1.5, -2.0]])
+    calls = []
+
+    def score(x, levels):
+        calls.append(int(levels[0]))
+        return -(x - centre) / sigmas[levels][:, None] ** 2
+
+    x0 = torch.rand(64, 2, generator=torch.Generator().manual_seed(13))
+    x = predictor_corrector(score, x0, sigmas, n_steps_each=steps, eps=0.05, generator=torch.Generator().manual_seed(14))
+    torch.testing.assert_close(x, centre.expand(64, 2), rtol=0, atol=1e-5)
+    assert calls == [level for level in range(3) for _ in range(steps + 1)]
+
+
+def test_ancestral_predictor_keeps_the_marginals_of_point_data():
+    """Point mass at 0: x ~ N(0, σ_i²) goes to N(0, σ_{i+1}²) exactly (checked on the first of two levels)."""
+    sigmas = torch.tensor([2.0, 0.5])
+    seen = []
+
+    def score(x, levels):
+        seen.append(x.var().item())
+        return -x / sigmas[levels][:, None] ** 2
+
+    x0 = 2.0 * torch.randn(40000, 1, generator=torch.Generator().manual_seed(15))
+    predictor_corrector(score, x0, sigmas, n_steps_each=0, eps=0.1, generator=torch.Generator().manual_seed(16))
+    assert seen[1] == pytest.approx(0.25, rel=0.03)

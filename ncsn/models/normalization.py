@@ -18,17 +18,70 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 EPS = 1e-5
 
 
-def instance_norm_plus(x: Tensor, gamma: Tensor, alpha: Tensor, beta: Tensor, eps: float = EPS) -> Tensor:
-    """out = γ · (IN(x) + α · μ̃) + β, evaluated as (x − μ) · γ/sqrt(s² + ε) + (γ·α·μ̃ + β).
+class _AffineInstanceNorm(torch.autograd.Function):
+    """out = a · (x − μ) + b with a = γ/sqrt(s² + ε): instance norm and a per-channel affine map in one op.
 
-    The right-hand form groups everything per channel: the full tensor goes
-    through a mean, one subtraction, a sum of squares of the centred values
-    (two-pass variance) and one fused multiply-add. (``torch.var_mean`` over
-    H, W gives the same statistics but is several times slower on CPUs.)
+    μ is an input (the caller computes it, so that autograd carries the gradient of
+    everything else built on μ back to x) and must be the spatial mean of x; s² is
+    computed here from the centred values (two-pass, as accurate as ``F.instance_norm``).
+    The backward is the closed form: with ĝ = dL/dout, x̂ = (x − μ)/sqrt(s² + ε),
+    N = H·W and sums over H, W,
+
+        dL/dx = a · (ĝ − x̂ · Σ(ĝ x̂)/N),   dL/dμ = −a · Σĝ,   dL/dγ = Σ(ĝ x̂),   dL/db = Σĝ
+
+    (dL/dμ through s² vanishes at the mean). It reads x and ĝ a few times instead of the
+    dozen passes autograd takes through the same formula written with elementary ops.
+    First derivatives only: a double backward (e.g. sliced score matching through this
+    network) raises instead of returning a wrong second derivative.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, mean: Tensor, gamma: Tensor, shift: Tensor, eps: float) -> Tensor:
+        n = x.shape[2] * x.shape[3]
+        mu = mean[:, :, None, None]
+        centred = x - mu
+        rstd = torch.rsqrt(torch.linalg.vector_norm(centred, dim=(2, 3)).square() / n + eps)  # [B, C]
+        scale = gamma * rstd
+        ctx.save_for_backward(x, mean, rstd, gamma)
+        return torch.addcmul(shift[:, :, None, None], centred, scale[:, :, None, None])
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):
+        x, mean, rstd, gamma = ctx.saved_tensors
+        n = x.shape[2] * x.shape[3]
+        grad_sum = grad.sum(dim=(2, 3))  # Σĝ: [B, C]
+        grad_xhat = ((grad * x).sum(dim=(2, 3)) - mean * grad_sum) * rstd  # Σ ĝ x̂: [B, C]
+        scale = gamma * rstd  # a
+        grad_x = grad_mean = grad_gamma = None
+        if ctx.needs_input_grad[0]:
+            # a·ĝ − (a·rstd·Σĝx̂/N)·(x − μ), written as a·ĝ + c·x + d
+            c = -scale * rstd * grad_xhat / n
+            grad_x = torch.addcmul((-c * mean)[:, :, None, None], grad, scale[:, :, None, None])
+            grad_x.addcmul_(x, c[:, :, None, None])
+        if ctx.needs_input_grad[1]:
+            grad_mean = -scale * grad_sum
+        if ctx.needs_input_grad[2]:
+            grad_gamma = grad_xhat
+        return grad_x, grad_mean, grad_gamma, grad_sum, None
+
+
+def instance_norm_plus(x: Tensor, gamma: Tensor, alpha: Tensor, beta: Tensor, eps: float = EPS) -> Tensor:
+    """out = γ · (IN(x) + α · μ̃) + β, computed as one per-channel affine map of x: (x − μ) · a + b.
+
+    a = γ / sqrt(s² + ε) and b = γ · α · μ̃ + β: everything but the map itself acts on
+    [B, C] values, so the full tensor goes through a mean, one subtraction, a sum of
+    squares of the centred values (two-pass variance) and one fused multiply-add.
+    The backward of that map is written out (``_AffineInstanceNorm``). The reference
+    evaluates the formula literally (instance norm, then h + α·μ̃, then γ·h + β, each
+    a pass; see bench/baseline_ncsn.py). ``torch.var_mean`` over H, W gives the same
+    statistics but is several times slower on CPUs. Works for NCHW and channels-last
+    ``x``; the output keeps the layout of ``x``.
 
     :param x: [B, C, H, W] features (C ≥ 2: μ̃ standardises across channels).
     :param gamma: [B, C] or [C] scales γ.
@@ -36,15 +89,13 @@ def instance_norm_plus(x: Tensor, gamma: Tensor, alpha: Tensor, beta: Tensor, ep
     :param beta: [B, C] or [C] offsets β.
     :return: [B, C, H, W].
     """
-    mean = x.mean(dim=(2, 3), keepdim=True)  # μ: [B, C, 1, 1]
-    centred = x - mean
-    var = torch.linalg.vector_norm(centred, dim=(2, 3)).square() / (x.shape[2] * x.shape[3])  # s²: [B, C]
-    means = mean.flatten(1)  # [B, C]
-    spread, centre = torch.var_mean(means, dim=1, keepdim=True)  # across channels, unbiased: [B, 1]
-    means_std = (means - centre) / torch.sqrt(spread + eps)  # μ̃: [B, C]
-    scale = gamma * torch.rsqrt(var + eps)  # [B, C]
-    shift = gamma * alpha * means_std + beta  # [B, C]
-    return torch.addcmul(shift[:, :, None, None], centred, scale[:, :, None, None])
+    batch, channels = x.shape[:2]
+    mean = x.mean(dim=(2, 3))  # μ: [B, C]
+    spread, centre = torch.var_mean(mean, dim=1, keepdim=True)  # across channels, unbiased: [B, 1]
+    means_std = (mean - centre) * torch.rsqrt(spread + eps)  # μ̃: [B, C]
+    gamma = gamma.expand(batch, channels)
+    shift = gamma * alpha * means_std + beta  # b: [B, C]
+    return _AffineInstanceNorm.apply(x, mean, gamma, shift, eps)
 
 
 class ConditionalInstanceNorm2dPlus(nn.Module):

@@ -79,11 +79,15 @@ class UNet(nn.Module):
       is O(1) at every level. The last conv starts at zero, so the initial score
       is 0 and the initial DSM loss is ½·D at every level.
 
+    * Layout: weights and activations are channels-last (``channels_last=True``),
+      which makes the convolutions faster on CPUs and GPUs for the same numbers;
+      inputs and outputs are ordinary NCHW tensors either way.
+
     Works for 1 or 3 channels and any size divisible by 2^(len(mults) − 1).
     """
 
     def __init__(self, channels: int, image_size: int, ngf: int, num_levels: int, *, sigmas: Tensor,
-                 mults: tuple[float, ...] = (0.5, 1.0, 2.0)) -> None:
+                 mults: tuple[float, ...] = (0.5, 1.0, 2.0), channels_last: bool = True) -> None:
         super().__init__()
         assert sigmas.shape == (num_levels,), f"sigmas must have shape [{num_levels}], got {tuple(sigmas.shape)}"
         factor = 2 ** (len(mults) - 1)
@@ -104,6 +108,9 @@ class UNet(nn.Module):
         self.conv_out = nn.Conv2d(widths[0], channels, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
+        self.channels_last = channels_last
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
 
     def forward(self, x: Tensor, levels: Tensor) -> Tensor:
         """:param x: [B, C, H, W] noisy images (data range [0, 1]).
@@ -115,6 +122,8 @@ class UNet(nn.Module):
         sigma = self.sigmas[levels]  # [B]
         e = self.embed(sigma)  # [B, E]
         h = (2 * x - 1) / torch.sqrt(1 + 4 * sigma**2)[:, None, None, None]
+        if self.channels_last:
+            h = h.contiguous(memory_format=torch.channels_last)
         h = self.conv_in(h)
         skips = []
         for k, block in enumerate(self.enc):
@@ -126,4 +135,4 @@ class UNet(nn.Module):
         for k in reversed(range(len(self.dec))):
             h = self.dec[k](self.up[k](h) + skips.pop(), e)
         h = self.conv_out(self.act(self.norm_out(h)))
-        return h / sigma[:, None, None, None]
+        return (h / sigma[:, None, None, None]).contiguous()
