@@ -20,15 +20,15 @@ Layout of a checkpoint dict::
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from ncsn.atomic import atomic_write, os_error_in
 
 FORMAT = "ncsn-checkpoint/1"
 _CKPT_RE = re.compile(r"^ckpt_(\d+)\.pt$")
@@ -39,45 +39,18 @@ class CheckpointError(RuntimeError):
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to ``path`` so that readers see the old file or the whole new one.
+    """``torch.save`` to ``path`` atomically (``ncsn.atomic.atomic_write``).
 
     :raises CheckpointError: when the folder is not writable or the disk is full;
         no partial file is left behind.
     """
-    path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as err:
-        raise CheckpointError(f"cannot write {path}: {err.strerror or err}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        Path(tmp).unlink(missing_ok=True)
-        cause = os_error_in(err) if isinstance(err, (OSError, RuntimeError)) else None
-        if cause is not None:
-            raise CheckpointError(f"cannot write {path}: {cause.strerror or cause}") from None
-        raise
-
-
-def os_error_in(err: BaseException) -> OSError | None:
-    """The ``OSError`` behind ``err``, if any: itself, or one in its chain of causes.
-
-    ``torch.save`` reports a failed write (full disk, file size limit) as a ``RuntimeError``
-    from its zip writer, raised while handling the ``OSError``.
-    """
-    seen: set[int] = set()
-    current: BaseException | None = err
-    while current is not None and id(current) not in seen:
-        if isinstance(current, OSError):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
+        atomic_write(path, lambda f: torch.save(obj, f))
+    except (OSError, RuntimeError) as err:
+        cause = os_error_in(err)
+        if cause is None:
+            raise
+        raise CheckpointError(f"cannot write {path}: {cause.strerror or cause}") from None
 
 
 def file_sha256(path: str | Path) -> str:

@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except (OSError, RuntimeError) as err:
         # A full disk, a file-size limit or an output path that is not a folder: the user's to fix.
-        from ncsn.checkpoint import os_error_in
+        from ncsn.atomic import os_error_in
 
         cause = os_error_in(err)
         if cause is None or args.debug:

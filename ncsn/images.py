@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -12,17 +10,7 @@ import torch
 from PIL import Image
 from torchvision.utils import make_grid
 
-
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+from ncsn.atomic import atomic_write
 
 
 def grid_image(images: torch.Tensor, nrow: int, padding: int = 2) -> Image.Image:
@@ -35,15 +23,14 @@ def grid_image(images: torch.Tensor, nrow: int, padding: int = 2) -> Image.Image
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int) -> None:
     """Write uint8 images [B, C, H, W] as a PNG grid."""
     image = grid_image(images, nrow)
-    _atomic_write(Path(path), lambda tmp: image.save(tmp, format="PNG"))
+    atomic_write(path, lambda f: image.save(f, format="PNG"))
 
 
 def save_gif(frames: Sequence[Image.Image], path: str | Path, duration_ms: int = 300) -> None:
     """Write PIL frames as a looping GIF (the last frame held longer)."""
     durations = [duration_ms] * (len(frames) - 1) + [duration_ms * 5]
-    _atomic_write(Path(path), lambda tmp: frames[0].save(tmp, format="GIF", save_all=True,
-                                                         append_images=list(frames[1:]), duration=durations,
-                                                         loop=0))
+    atomic_write(path, lambda f: frames[0].save(f, format="GIF", save_all=True, append_images=list(frames[1:]),
+                                                  duration=durations, loop=0))
 
 
 def scatter_image(points: torch.Tensor, title: str = "", limit: float = 10.0) -> Image.Image:

@@ -12,8 +12,6 @@ so it loads with ``torch.load(path, weights_only=True)`` (no code runs on load).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Literal
@@ -21,7 +19,7 @@ from typing import Any, BinaryIO, Callable, Literal
 import torch
 from torch import Tensor
 
-from ncsn.checkpoint import os_error_in
+from ncsn.atomic import atomic_write, os_error_in
 from ncsn.data.errors import DataError
 
 SPLITS = ("train", "test")
@@ -48,32 +46,18 @@ class PreparedSplit:
         return self.data.shape[0]
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, fsync it, then ``os.replace``.
+def write_data_file(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """``ncsn.atomic.atomic_write``, with a failure to write as a ``DataError``.
 
-    Readers see either the old file or the whole new one; on any error the temporary
-    file is removed and ``path`` is untouched.
-
-    :raises DataError: when the folder cannot be created or written.
+    :raises DataError: when the folder cannot be created or written, or the disk is full.
     """
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as err:
-        raise DataError(f"cannot write {path}: {err.strerror or err}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException as err:
-        Path(tmp).unlink(missing_ok=True)
-        cause = os_error_in(err) if isinstance(err, (OSError, RuntimeError)) else None
-        if cause is not None:
-            raise DataError(f"cannot write {path}: {cause.strerror or cause}") from None
-        raise
+        atomic_write(path, write)
+    except (OSError, RuntimeError) as err:
+        cause = os_error_in(err)
+        if cause is None:
+            raise
+        raise DataError(f"cannot write {path}: {cause.strerror or cause}") from None
 
 
 def split_path(out_dir: str | Path, split: str) -> Path:
@@ -89,7 +73,7 @@ def save_split(out_dir: str | Path, split: str, prepared: PreparedSplit) -> Path
     if prepared.labels is not None:
         payload["labels"] = prepared.labels.to(torch.int64).contiguous()
     path = split_path(out_dir, split)
-    atomic_write(path, lambda f: torch.save(payload, f))
+    write_data_file(path, lambda f: torch.save(payload, f))
     return path
 
 
@@ -120,7 +104,7 @@ def write_stats(out_dir: str | Path, stats: dict[str, Any]) -> Path:
     """Write ``stats`` atomically to ``out_dir/stats.json``; returns the path."""
     path = Path(out_dir) / STATS_FILE
     text = _to_json(stats) + "\n"
-    atomic_write(path, lambda f: f.write(text.encode()))
+    write_data_file(path, lambda f: f.write(text.encode()))
     return path
 
 

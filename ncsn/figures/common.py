@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
 import torch
 from torch import Tensor
+
+from ncsn.atomic import atomic_write
 
 # Files of the ``figures`` stage, inside ``paths.figures`` (read back by ncsn.report).
 FIGURE_FILES = {
@@ -61,20 +61,10 @@ def pyplot():
 
 def save_figure(fig, path: str | Path, *, dpi: int = 100) -> Path:
     """Write a matplotlib figure as a PNG atomically (temporary file + ``os.replace``) and close it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=dpi, format="png")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return atomic_write(path, lambda f: fig.savefig(f, dpi=dpi, format="png"))
     finally:
         pyplot().close(fig)
-    return path
 
 
 def placeholder_figure(path: str | Path, message: str) -> Path:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ncsn.atomic import atomic_write
 from ncsn.config import Config
 from ncsn.report import sections as S
 from ncsn.report.environment import git_commit
@@ -72,14 +71,4 @@ def write_report(cfg: Config, out_path: str | Path | None = None) -> Path:
     """Render and write the report atomically (default ``paths.report/report.html``)."""
     path = Path(out_path) if out_path is not None else Path(cfg.paths.report) / REPORT_FILE
     text = render_report(cfg)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda f: f.write(text.encode("utf-8")))

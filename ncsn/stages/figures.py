@@ -16,12 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from ncsn.atomic import atomic_write
 from ncsn.config import Config
 
 
@@ -38,12 +37,8 @@ def _plain_json(value: Any) -> Any:
 
 def write_numbers(path: Path, numbers: dict[str, Any]) -> None:
     """figures.json, atomically."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(_plain_json(numbers), f, indent=2)
-        f.write("\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    text = json.dumps(_plain_json(numbers), indent=2) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def flat_metrics(numbers: dict[str, Any], prefix: str = "") -> dict[str, float]:
