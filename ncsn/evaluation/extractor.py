@@ -52,7 +52,19 @@ INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.
 INCEPTION_SHA256_PREFIX = "6726825d"
 
 
-class ClassifierExtractor(FeatureExtractorBase):
+class _EagerExtractor(FeatureExtractorBase):
+    """torch-fidelity's extractor interface for small networks that are run as they are, never compiled."""
+
+    @staticmethod
+    def can_be_compiled() -> bool:
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile() -> Tensor:
+        raise NotImplementedError
+
+
+class ClassifierExtractor(_EagerExtractor):
     """torch-fidelity wrapper of the classifier stage's CNN.
 
     Features: ``logits`` [B, K] (classifier-IS) and ``features`` [B, 128], the penultimate
@@ -77,14 +89,6 @@ class ClassifierExtractor(FeatureExtractorBase):
     def get_default_feature_layer_for_metric(metric: str) -> str:
         return "logits" if metric == "isc" else "features"
 
-    @staticmethod
-    def can_be_compiled() -> bool:
-        return False
-
-    @staticmethod
-    def get_dummy_input_for_compile() -> Tensor:
-        raise NotImplementedError
-
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         assert x.dtype == torch.uint8 and x.ndim == 4, f"expected uint8 [B, C, H, W], got {x.dtype} {tuple(x.shape)}"
         logits, feats = self.net.forward_both(x)
@@ -92,7 +96,7 @@ class ClassifierExtractor(FeatureExtractorBase):
         return tuple(out[name].float() for name in self.features_list)
 
 
-class RawVectorExtractor(FeatureExtractorBase):
+class RawVectorExtractor(_EagerExtractor):
     """The identity on float vectors [B, D]: distances between point clouds (no IS)."""
 
     def __init__(self, name: str, features_list: list[str], **kwargs) -> None:
@@ -105,14 +109,6 @@ class RawVectorExtractor(FeatureExtractorBase):
     @staticmethod
     def get_default_feature_layer_for_metric(metric: str) -> str:
         return "points"
-
-    @staticmethod
-    def can_be_compiled() -> bool:
-        return False
-
-    @staticmethod
-    def get_dummy_input_for_compile() -> Tensor:
-        raise NotImplementedError
 
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         assert x.ndim == 2, f"expected vectors [B, D], got {tuple(x.shape)}"
