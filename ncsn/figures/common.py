@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch import Tensor
 
 from ncsn.atomic import atomic_write
+from ncsn.models import LevelMLP
+from ncsn.toy import GaussianMixture
 
 # Files of the ``figures`` stage, inside ``paths.figures`` (read back by ncsn.report).
 FIGURE_FILES = {
@@ -47,6 +49,38 @@ def init_seeded(seed: int, build):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return build()
+
+
+TOY_HIDDEN = 128  # width of the LevelMLP of figures 1 and 3
+TOY_LR = 1e-3
+
+
+def train_toy_score(mixture: GaussianMixture, sigmas: Tensor,
+                    loss: Callable[[LevelMLP, Tensor, torch.Generator], Tensor], *,
+                    n_iters: int, batch_size: int, seed: int,
+                    device: torch.device | str = "cpu") -> tuple[LevelMLP, list[float]]:
+    """A ``LevelMLP`` over ``sigmas`` trained by Adam (lr 1e-3, cosine decay to 0), a fresh batch of p every step.
+
+    :param loss: ``loss(net, x [B, 2], generator) -> [B]``, the per-example objective.
+    :return: the network (eval mode) and the mean loss of every step.
+    """
+    sigmas = sigmas.to(device)
+    net = init_seeded(seed, lambda: LevelMLP(dim=mixture.dim, hidden=TOY_HIDDEN, num_levels=len(sigmas),
+                                             sigmas=sigmas)).to(device)
+    mixture = mixture.to(device)
+    optimizer = torch.optim.Adam(net.parameters(), lr=TOY_LR)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=n_iters)
+    gen = torch.Generator(device).manual_seed(seed)
+    losses = []
+    for _ in range(n_iters):
+        x = mixture.sample(batch_size, generator=gen)  # [B, 2]
+        value = loss(net, x, gen).mean()
+        optimizer.zero_grad(set_to_none=True)
+        value.backward()
+        optimizer.step()
+        schedule.step()
+        losses.append(value.item())
+    return net.eval(), losses
 
 
 def pyplot():

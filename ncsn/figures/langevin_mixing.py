@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from ncsn.config import FiguresConfig
-from ncsn.figures.common import SMALL_MODE, init_seeded, pyplot, save_figure, small_mode_weight, uniform_box
+from ncsn.figures.common import SMALL_MODE, pyplot, save_figure, small_mode_weight, train_toy_score, uniform_box
 from ncsn.losses import dsm_loss
 from ncsn.models import LevelMLP
 from ncsn.sampling import annealed_langevin, langevin
@@ -37,8 +37,6 @@ from ncsn.toy import GaussianMixture, paper_mixture
 SIGMA_BEGIN, SIGMA_END, NUM_LEVELS = 20.0, 1.0, 10
 EPS = 0.1  # annealed Langevin, paper convention
 STEP_SIZE = 0.1  # plain Langevin α
-HIDDEN = 128
-LR = 1e-3
 TRUE_WEIGHT = 0.2
 
 PANELS = {
@@ -64,23 +62,8 @@ def train_dsm_score(mixture: GaussianMixture, sigmas: Tensor, *, n_iters: int, b
 
     :return: the level-conditioned network (eval mode) and the mean loss of every step.
     """
-    sigmas = sigmas.to(device)
-    net = init_seeded(seed, lambda: LevelMLP(dim=mixture.dim, hidden=HIDDEN, num_levels=len(sigmas),
-                                             sigmas=sigmas)).to(device)
-    mixture = mixture.to(device)
-    optimizer = torch.optim.Adam(net.parameters(), lr=LR)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=n_iters)
-    gen = torch.Generator(device).manual_seed(seed)
-    losses = []
-    for _ in range(n_iters):
-        x = mixture.sample(batch_size, generator=gen)  # [B, 2]
-        loss = dsm_loss(net, x, sigmas, generator=gen).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        losses.append(loss.item())
-    return net.eval(), losses
+    return train_toy_score(mixture, sigmas, lambda net, x, gen: dsm_loss(net, x, sigmas.to(x.device), generator=gen),
+                           n_iters=n_iters, batch_size=batch_size, seed=seed, device=device)
 
 
 def weight_summary(x: Tensor) -> dict[str, float]:

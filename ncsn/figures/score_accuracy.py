@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from ncsn.config import FiguresConfig
-from ncsn.figures.common import BOX, init_seeded, pyplot, save_figure
+from ncsn.figures.common import BOX, pyplot, save_figure, train_toy_score
 from ncsn.losses import ssm_loss
 from ncsn.models import LevelMLP
 from ncsn.toy import GaussianMixture, paper_mixture
@@ -30,8 +30,6 @@ from ncsn.toy import GaussianMixture, paper_mixture
 GRID_SIZE = 97  # points per axis: spacing 1/6 on [−8, 8], so every 6th point is a whole number
 ARROW_EVERY = 6  # quiver arrows on the whole-number points (17 × 17)
 HIGH_MASS, LOW_MASS = 0.9, 0.999  # inside the 90 % HDR vs outside the 99.9 % HDR
-HIDDEN = 128
-LR = 1e-3
 
 
 @dataclass
@@ -67,22 +65,8 @@ def train_ssm_score(mixture: GaussianMixture, *, n_iters: int, batch_size: int, 
 
     :return: the network (eval mode) and the mean loss of every step.
     """
-    net = init_seeded(seed, lambda: LevelMLP(dim=mixture.dim, hidden=HIDDEN, num_levels=1,
-                                             sigmas=torch.ones(1))).to(device)
-    mixture = mixture.to(device)
-    optimizer = torch.optim.Adam(net.parameters(), lr=LR)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=n_iters)
-    gen = torch.Generator(device).manual_seed(seed)
-    score, losses = unconditional(net), []
-    for _ in range(n_iters):
-        x = mixture.sample(batch_size, generator=gen)  # [B, 2]
-        loss = ssm_loss(score, x, generator=gen).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        losses.append(loss.item())
-    return net.eval(), losses
+    return train_toy_score(mixture, torch.ones(1), lambda net, x, gen: ssm_loss(unconditional(net), x, generator=gen),
+                           n_iters=n_iters, batch_size=batch_size, seed=seed, device=device)
 
 
 def hdr_log_threshold(mixture: GaussianMixture, mass: float, generator: torch.Generator,
