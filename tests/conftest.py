@@ -21,6 +21,20 @@ def single_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(scope="session")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The mnist5k splits of the smoke params, prepared once per test session (``outputs/prepare``).
+
+    Read-only: tests link it into their own folder with ``tests.helpers.link_prepared``.
+    """
+    from ncsn.cli import main
+    from tests.helpers import write_params
+
+    root = tmp_path_factory.mktemp("prepared")
+    assert main(["--params", str(write_params(root)), "prepare"]) == 0
+    return root / "outputs" / "prepare"
+
+
 @pytest.fixture(scope="module")
 def empty_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An initialised, empty MLflow SQLite database to copy (schema migrations run once per module)."""

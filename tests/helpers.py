@@ -28,6 +28,12 @@ def write_params(tmp_path: Path, overrides: dict[str, dict[str, Any]] | None = N
     return path
 
 
+def link_prepared(tmp_path: Path, prepared: Path) -> None:
+    """Make ``tmp_path/outputs/prepare`` the shared prepared data (see the ``prepared`` fixture)."""
+    (tmp_path / "outputs").mkdir(exist_ok=True)
+    (tmp_path / "outputs" / "prepare").symlink_to(prepared)
+
+
 def ncsn_command(*args: str) -> list[str]:
     """``python -m ncsn ARGS`` with this interpreter."""
     return [sys.executable, "-m", "ncsn", *args]

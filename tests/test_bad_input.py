@@ -30,18 +30,10 @@ from ncsn.data.folder import SkippedImagesWarning, load_folder
 from ncsn.models import build_model
 from ncsn.shards import existing_shards, read_samples
 from ncsn.sigmas import geometric_sigmas
-from tests.helpers import REPO, ncsn_command, write_params
+from tests.helpers import REPO, link_prepared, ncsn_command, write_params
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")
-
-
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The mnist5k splits, prepared once (in-process)."""
-    root = tmp_path_factory.mktemp("prepared")
-    assert main(["--params", str(write_params(root)), "prepare"]) == 0
-    return root / "outputs" / "prepare"
 
 
 def _params(tmp_path: Path, change: Callable[[dict[str, Any]], None] | None = None,
@@ -90,11 +82,6 @@ def _fake_model(params: Path, path: Path, *, dataset: str | None = None) -> Path
                  "data": {"dataset": config["base"]["dataset"], "channels": 1, "image_size": 28},
                  "model": net.state_dict(), "ema": None}, path)
     return path
-
-
-def _link_prepared(tmp_path: Path, prepared: Path) -> None:
-    (tmp_path / "outputs").mkdir(exist_ok=True)
-    (tmp_path / "outputs" / "prepare").symlink_to(prepared)
 
 
 # ----------------------------------------------------------------------------- params.yaml
@@ -217,7 +204,7 @@ def test_a_bad_checkpoint_is_one_line_and_nothing_is_sampled(
 def test_evaluate_refuses_a_model_of_another_dataset(tmp_path: Path, prepared: Path,
                                                      capsys: pytest.CaptureFixture) -> None:
     params = _params(tmp_path)
-    _link_prepared(tmp_path, prepared)
+    link_prepared(tmp_path, prepared)
     _fake_model(params, tmp_path / "outputs" / "train" / "model.pt", dataset="mnist")
     rc, err = _cli(capsys, "--params", str(params), "evaluate")
     assert rc == 2 and "found 'mnist'" in _error_line(err, "evaluate")
@@ -244,7 +231,7 @@ def test_a_checkpoint_of_another_dataset_is_never_registered(tmp_path: Path, mlf
 def test_inpaint_refuses_a_model_of_another_dataset(tmp_path: Path, prepared: Path,
                                                     capsys: pytest.CaptureFixture) -> None:
     params = _params(tmp_path)
-    _link_prepared(tmp_path, prepared)
+    link_prepared(tmp_path, prepared)
     config = load_config(params).to_dict()
     config["base"]["dataset"] = "cifar10"
     sigmas = geometric_sigmas(1.0, 0.01, 10)
@@ -343,7 +330,7 @@ def test_an_unwritable_output_folder_is_one_line_and_writes_nothing(
     blocker.write_text("a file, not a folder")
     params = _params(tmp_path, overrides={"paths": {stage: str(blocker / stage)}})
     if stage != "prepare":
-        _link_prepared(tmp_path, prepared)
+        link_prepared(tmp_path, prepared)
         _fake_model(params, tmp_path / "outputs" / "train" / "model.pt")
     if stage == "evaluate":  # inputs of evaluate, short of a trained classifier
         from ncsn.evaluation.extractor import RAW_NAME, Extractor
@@ -366,7 +353,7 @@ def test_an_unwritable_output_folder_of_train_and_inpaint(
     blocker = tmp_path / "blocker"
     blocker.write_text("a file, not a folder")
     params = _params(tmp_path, overrides={"paths": {stage: str(blocker / stage)}})
-    _link_prepared(tmp_path, prepared)
+    link_prepared(tmp_path, prepared)
     _fake_model(params, tmp_path / "outputs" / "train" / "model.pt")
     rc, err = _cli(capsys, "--params", str(params), stage)
     assert rc == 2 and "cannot write" in _error_line(err, stage)
@@ -420,7 +407,7 @@ def test_a_full_disk_while_training_is_one_line(tmp_path: Path, prepared: Path, 
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     params = _params(tmp_path, overrides={"train": {"n_iters": 4, "snapshot_freq": 2, "batch_size": 8,
                                                     "val_size": 16, "val_freq": 4}})
-    _link_prepared(tmp_path, prepared)
+    link_prepared(tmp_path, prepared)
     real_save = torch.save
     monkeypatch.setattr(torch, "save", lambda obj, f, *a, **k: real_save(obj, _FullDisk(f, room=1000), *a, **k))
     rc, err = _cli(capsys, "--params", str(params), "train")
@@ -454,7 +441,7 @@ def test_divergence_is_one_line_and_keeps_the_last_good_checkpoint(
 
     params = _params(tmp_path, overrides={"train": {"n_iters": 8, "snapshot_freq": 3, "batch_size": 8,
                                                     "val_size": 16, "val_freq": 8}})
-    _link_prepared(tmp_path, prepared)
+    link_prepared(tmp_path, prepared)
     real_loss, calls = train_module.dsm_loss, {"n": 0}
 
     def explodes_at_step_5(*args, **kwargs):

@@ -14,7 +14,7 @@ import torch
 
 from ncsn.checkpoint import list_checkpoints, load_checkpoint
 from ncsn.config import load_config
-from tests.helpers import REPO, ncsn_command, run_ncsn, write_params
+from tests.helpers import REPO, link_prepared, ncsn_command, run_ncsn, write_params
 
 TINY = {"train": {"batch_size": 8, "val_size": 16, "log_freq": 2, "val_freq": 4}, "model": {"ngf": 8}}
 
@@ -22,20 +22,6 @@ TINY = {"train": {"batch_size": 8, "val_size": 16, "log_freq": 2, "val_freq": 4}
 def _params(tmp_path: Path, **train) -> Path:
     overrides = {"train": {**TINY["train"], **train}, "model": TINY["model"]}
     return write_params(tmp_path, overrides)
-
-
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The mnist5k data prepared once for every test here."""
-    root = tmp_path_factory.mktemp("prepared")
-    params = write_params(root)
-    run_ncsn("--params", str(params), "prepare", cwd=root)
-    return root / "outputs" / "prepare"
-
-
-def _link_data(tmp_path: Path, prepared: Path) -> None:
-    (tmp_path / "outputs").mkdir(exist_ok=True)
-    (tmp_path / "outputs" / "prepare").symlink_to(prepared)
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
@@ -48,7 +34,7 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path: Path, prepared: Path) ->
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     for folder in (straight, killed):
         folder.mkdir()
-        _link_data(folder, prepared)
+        link_prepared(folder, prepared)
     n_iters, snapshot = 24, 6
     run_ncsn("--params", str(_params(straight, n_iters=n_iters, snapshot_freq=snapshot)), "train", cwd=straight)
 
@@ -81,7 +67,7 @@ def test_divergence_stops_with_a_clear_error_and_keeps_the_last_checkpoint(
         tmp_path: Path, prepared: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import ncsn.train as train_module
 
-    _link_data(tmp_path, prepared)
+    link_prepared(tmp_path, prepared)
     cfg = load_config(_params(tmp_path, n_iters=20, snapshot_freq=5))
     real_loss = train_module.dsm_loss
     calls = {"n": 0}
@@ -102,7 +88,7 @@ def test_divergence_stops_with_a_clear_error_and_keeps_the_last_checkpoint(
 
 
 def test_changed_configuration_starts_afresh(tmp_path: Path, prepared: Path) -> None:
-    _link_data(tmp_path, prepared)
+    link_prepared(tmp_path, prepared)
     run_ncsn("--params", str(_params(tmp_path, n_iters=4, snapshot_freq=2)), "train", cwd=tmp_path)
     result = run_ncsn("--params", str(_params(tmp_path, n_iters=4, snapshot_freq=2, lr=5e-4)), "train",
                       cwd=tmp_path)
@@ -114,7 +100,7 @@ def test_two_gloo_processes_match_one_process_at_double_batch(tmp_path: Path, pr
     one, two = tmp_path / "one", tmp_path / "two"
     for folder in (one, two):
         folder.mkdir()
-        _link_data(folder, prepared)
+        link_prepared(folder, prepared)
     run_ncsn("--params", str(_params(one, n_iters=4, snapshot_freq=4, batch_size=8, ema=False)), "train", cwd=one)
     params = _params(two, n_iters=4, snapshot_freq=4, batch_size=4, ema=False)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
