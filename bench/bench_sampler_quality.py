@@ -17,6 +17,7 @@ evaluate stage; not comparable to Inception FID) against the held-out split. Set
 * ``pc T``: predictor-corrector, T Langevin corrector steps per level (technique-4 ε)
   and an ancestral predictor step, L·(T + 1) evaluations (its last step denoises).
 
+``--bf16`` / ``--compile`` run the network as ``sample.bf16`` / ``sample.compile`` do.
 Prints a table (and writes ``--csv``): setting, evaluations, classifier-FID, seconds.
 The first line is the paper's setting (T = 100, ε = 2·10⁻⁵, 1,000 evaluations).
 """
@@ -63,14 +64,14 @@ def draw(model, seeds: list[int], kind: str, steps: int, eps: float, batch: int)
         x0, gens = initial_state(model, seeds[start:start + batch])
         if kind == "ald":
             last = None
-            for level, x in annealed_langevin_progressive(model.net, x0, model.sigmas, n_steps_each=steps, eps=eps,
+            for level, x in annealed_langevin_progressive(model.score(), x0, model.sigmas, n_steps_each=steps, eps=eps,
                                                           generator=gens, denoise=True):
                 if level == len(model.sigmas) - 1:
                     last = x
             out.setdefault("plain", []).append(to_uint8(last, logit_transform=model.logit_transform))
             out.setdefault("denoised", []).append(to_uint8(x, logit_transform=model.logit_transform))
         else:
-            x = predictor_corrector(model.net, x0, model.sigmas, n_steps_each=steps, eps=eps, generator=gens)
+            x = predictor_corrector(model.score(), x0, model.sigmas, n_steps_each=steps, eps=eps, generator=gens)
             out.setdefault("pc", []).append(to_uint8(x, logit_transform=model.logit_transform))
     return {k: torch.cat(v) for k, v in out.items()}
 
@@ -87,9 +88,11 @@ def main() -> None:
                         help="e.g. ald:100:2e-5 ald:10:t4 pc:9 (default: the table in the docstring)")
     parser.add_argument("--csv", default=None)
     parser.add_argument("--use-ema", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast of the network (sample.bf16)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the network (sample.compile)")
     args = parser.parse_args()
 
-    model = load_score_model(args.model, "cpu", use_ema=args.use_ema)
+    model = load_score_model(args.model, "cpu", use_ema=args.use_ema, bf16=args.bf16, compile=args.compile)
     test = load_split(args.prepare, "test").data
     extractor = Extractor("classifier", CLASSIFIER_NAME, "classifier_", rgb=False, has_is=True,
                           weights_path=Path(args.classifier))
@@ -104,7 +107,8 @@ def main() -> None:
     floor_idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(args.seed))[:args.n]
     print(f"model {args.model} (step {model.checkpoint['step']}, {model.checkpoint['config']['model']['arch']},"
           f" L = {L}, σ {sigmas[0]:.3g} → {sigmas[-1]:.3g}); {args.n} samples per setting, seeds"
-          f" {args.seed}..{args.seed + args.n - 1}; classifier-FID against {len(test)} held-out images")
+          f" {args.seed}..{args.seed + args.n - 1}; classifier-FID against {len(test)} held-out images;"
+          f" network in {'bf16 autocast' if args.bf16 else 'float32'}{', compiled' if args.compile else ''}")
     print(f"reference: {args.n} training images vs held-out: classifier-FID {fid(train[floor_idx]):.3f}", flush=True)
     header = f"{'sampler':<34} {'evals':>6} {'classifier-FID':>15} {'seconds':>8}"
     print(header)

@@ -90,23 +90,26 @@ class TrainConfig:
     val_freq: int = 250
     val_size: int = 500  # held-out examples used for the per-level validation loss
     log_freq: int = 25
-    bf16: bool = False  # CUDA only: bf16 autocast
+    bf16: bool = False  # bf16 autocast (CUDA or CPU; not exact)
     channels_last: bool = False
     compile: bool = False
 
 
 @dataclass(frozen=True)
 class SampleConfig:
-    """Annealed Langevin dynamics (paper Algorithm 1)."""
+    """The sampler: annealed Langevin dynamics (paper Algorithm 1) or predictor-corrector."""
 
     n_samples: int = 1000
     batch_size: int = 250
-    n_steps_each: int = 20
-    eps: float = 2e-5
+    sampler: Literal["ald", "pc"] = "ald"  # ald: Algorithm 1, L*T evaluations | pc: L*(T+1)
+    n_steps_each: int = 20  # T
+    eps: Union[float, Literal["auto"]] = 2e-5  # "auto": NCSNv2 technique 4 for T
     convention: Literal["paper", "reference"] = "paper"
     denoise: bool = True
     use_ema: bool = True
     trajectory_samples: int = 16
+    bf16: bool = False  # bf16 autocast of the score network (not exact: ~2 % relative error)
+    compile: bool = False  # torch.compile the score network (exact; pays off over many steps)
 
 
 @dataclass(frozen=True)
@@ -322,9 +325,13 @@ def _check_ranges(cfg: Config, source: str) -> None:
     ):
         if value < 1:
             fail(key, value, "it must be >= 1")
-    for key, value in (("train.lr", t.lr), ("sample.eps", s.eps), ("inpaint.eps", i.eps), ("classifier.lr", cfg.classifier.lr)):
+    for key, value in (("train.lr", t.lr), ("inpaint.eps", i.eps), ("classifier.lr", cfg.classifier.lr)):
         if not (value > 0 and math.isfinite(value)):
             fail(key, value, "it must be > 0")
+    if s.eps != "auto" and not (s.eps > 0 and math.isfinite(s.eps)):
+        fail("sample.eps", s.eps, "it must be > 0 or 'auto' (NCSNv2 technique 4)")
+    if s.sampler == "pc" and s.convention != "paper":
+        fail("sample.convention", s.convention, "sampler 'pc' takes eps in the 'paper' convention")
     if not 0.0 <= t.beta1 < 1.0:
         fail("train.beta1", t.beta1, "it must be in [0, 1)")
     if not (t.weight_decay >= 0 and math.isfinite(t.weight_decay)):

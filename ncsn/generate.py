@@ -1,23 +1,28 @@
 """From a checkpoint to images: load a score network safely and sample from it.
 
 Sample ``i`` of a run is drawn from its own generator seeded with ``seeds[i]``,
-so it is the same whatever the batch size or the batch it falls in.
+so it is the same whatever the batch size or the batch it falls in (up to the float
+rounding of the network's kernels at another batch size). ``sample.sampler``
+picks annealed Langevin (paper Algorithm 1) or predictor-corrector; ``sample.eps: auto``
+takes the ε of NCSNv2 technique 4 for the number of steps per level.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ncsn.checkpoint import load_checkpoint
 from ncsn.config import ModelConfig, SampleConfig
 from ncsn.models import build_model
 from ncsn.rng import make_generators, rand_like
-from ncsn.sampling import annealed_langevin, annealed_langevin_progressive
+from ncsn.sampling import (annealed_langevin_progressive, predictor_corrector_progressive, technique4_eps)
+
+ScoreFn = Callable[[Tensor, Tensor], Tensor]
 
 
 @dataclass
@@ -27,6 +32,10 @@ class ScoreModel:
     net: nn.Module
     sigmas: torch.Tensor  # [L], on the network's device
     checkpoint: dict[str, Any]
+    score_fn: ScoreFn | None = None  # what the samplers call (compiled / autocast); ``net`` when None
+
+    def score(self) -> ScoreFn:
+        return self.net if self.score_fn is None else self.score_fn
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -41,11 +50,35 @@ class ScoreModel:
         return bool(self.checkpoint["config"]["data"]["logit_transform"])
 
 
+def sampling_score_fn(net: nn.Module, *, bf16: bool = False, compile: bool = False) -> ScoreFn:
+    """The network as the samplers call it.
+
+    :param bf16: run it under bf16 autocast on its own device (CPU or CUDA); the score comes
+        back as float32, so the sampler's state stays float32. Not exact (≈2 % relative error).
+    :param compile: ``torch.compile`` it (exact; each new batch shape compiles again).
+    :return: s(x [B, ...], levels [B]) → [B, ...] float32.
+    """
+    if not (bf16 or compile):
+        return net
+    fn = torch.compile(net) if compile else net
+    if not bf16:
+        return fn
+    device_type = next(net.parameters()).device.type
+
+    def score(x: Tensor, levels: Tensor) -> Tensor:
+        with torch.autocast(device_type, dtype=torch.bfloat16):
+            out = fn(x, levels)
+        return out.float()
+
+    return score
+
+
 def load_score_model(source: str | Path | dict[str, Any], device: torch.device | str = "cpu",
-                     *, use_ema: bool = True) -> ScoreModel:
+                     *, use_ema: bool = True, bf16: bool = False, compile: bool = False) -> ScoreModel:
     """Rebuild the network of a checkpoint (path or loaded dict) in eval mode.
 
     :param use_ema: take the EMA weights when the checkpoint has them.
+    :param bf16: / :param compile: how the samplers call the network (:func:`sampling_score_fn`).
     :raises CheckpointError: for unreadable or unsafe files.
     """
     ckpt = source if isinstance(source, dict) else load_checkpoint(source)
@@ -55,7 +88,8 @@ def load_score_model(source: str | Path | dict[str, Any], device: torch.device |
                       sigmas=sigmas)
     weights = ckpt["ema"] if use_ema and ckpt.get("ema") is not None else ckpt["model"]
     net.load_state_dict(weights)
-    return ScoreModel(net.to(device).eval(), sigmas, ckpt)
+    net = net.to(device).eval()
+    return ScoreModel(net, sigmas, ckpt, sampling_score_fn(net, bf16=bf16, compile=compile))
 
 
 def to_uint8(x: torch.Tensor, *, logit_transform: bool = False) -> torch.Tensor:
@@ -77,21 +111,46 @@ def initial_state(model: ScoreModel, seeds: Sequence[int]) -> tuple[torch.Tensor
     return x0, generators
 
 
+def sampler_eps(model: ScoreModel, cfg: SampleConfig, n_steps_each: int) -> float:
+    """ε of the sampler: ``sample.eps``, or NCSNv2 technique 4 for T = ``n_steps_each`` when ``"auto"``."""
+    if cfg.eps == "auto":
+        return technique4_eps(model.sigmas.tolist(), n_steps_each, cfg.convention)
+    return float(cfg.eps)
+
+
+def evaluations_per_sample(cfg: SampleConfig, num_levels: int, n_steps_each: int | None = None) -> int:
+    """Network evaluations per sample: L·T (+1 denoising) for ALD, L·(T+1) (−1 without denoising) for PC."""
+    steps = cfg.n_steps_each if n_steps_each is None else n_steps_each
+    if cfg.sampler == "pc":
+        return num_levels * (steps + 1) - (0 if cfg.denoise else 1)
+    return num_levels * steps + (1 if cfg.denoise else 0)
+
+
+def _progressive(model: ScoreModel, x0: Tensor, generators: list[torch.Generator], cfg: SampleConfig,
+                 n_steps_each: int) -> Iterator[tuple[int, Tensor]]:
+    eps = sampler_eps(model, cfg, n_steps_each)
+    if cfg.sampler == "pc":
+        return predictor_corrector_progressive(model.score(), x0, model.sigmas, n_steps_each=n_steps_each, eps=eps,
+                                               generator=generators, denoise=cfg.denoise)
+    return annealed_langevin_progressive(model.score(), x0, model.sigmas, n_steps_each=n_steps_each, eps=eps,
+                                         generator=generators, denoise=cfg.denoise, convention=cfg.convention)
+
+
 def sample_batch(model: ScoreModel, seeds: Sequence[int], cfg: SampleConfig,
                  *, n_steps_each: int | None = None) -> torch.Tensor:
-    """Annealed Langevin samples for ``seeds``.
+    """Samples for ``seeds`` with the sampler of ``cfg`` (``n_steps_each`` overrides its T).
 
     :return: [len(seeds), *shape] float samples in model space, on the model's device.
     """
     x0, generators = initial_state(model, seeds)
-    return annealed_langevin(model.net, x0, model.sigmas, n_steps_each=n_steps_each or cfg.n_steps_each,
-                             eps=cfg.eps, generator=generators, denoise=cfg.denoise, convention=cfg.convention)
+    x = x0
+    for _, x in _progressive(model, x0, generators, cfg, n_steps_each or cfg.n_steps_each):
+        pass
+    return x.clone()
 
 
 def trajectory(model: ScoreModel, seeds: Sequence[int], cfg: SampleConfig) -> Iterator[tuple[int, torch.Tensor]]:
     """``(level, x)`` after each noise level (and the denoising step when on)."""
     x0, generators = initial_state(model, seeds)
     yield -1, x0
-    yield from annealed_langevin_progressive(model.net, x0, model.sigmas, n_steps_each=cfg.n_steps_each,
-                                             eps=cfg.eps, generator=generators, denoise=cfg.denoise,
-                                             convention=cfg.convention)
+    yield from _progressive(model, x0, generators, cfg, cfg.n_steps_each)

@@ -3,9 +3,9 @@
 * :func:`annealed_langevin` / :func:`annealed_langevin_progressive`: Algorithm 1,
   L·T network evaluations (+1 with the final denoising step).
 * :func:`technique4_eps`: NCSNv2 technique 4, the ε that suits a given T.
-* :func:`predictor_corrector`: T Langevin corrector steps per level, then an
-  ancestral predictor step to the next level (the last one is the denoising step),
-  L·(T + 1) evaluations.
+* :func:`predictor_corrector` / :func:`predictor_corrector_progressive`: T Langevin
+  corrector steps per level, then an ancestral predictor step to the next level (the
+  last one is the denoising step), L·(T + 1) evaluations.
 
 Pure functions: the state lives in the tensors, noise comes only from the
 ``generator`` passed in (see ncsn.rng), device and dtype follow ``x0``. The loops
@@ -188,9 +188,11 @@ def langevin(score_fn: Callable[[Tensor], Tensor], x0: Tensor, *, n_steps: int, 
     return x.clone()
 
 
-def predictor_corrector(score_fn: ScoreFn, x0: Tensor, sigmas: Tensor, *, n_steps_each: int, eps: float,
-                        generator: GeneratorLike = None) -> Tensor:
-    """Predictor-corrector sampling on the L noise levels (Song et al. 2021, PC with an ancestral predictor).
+def predictor_corrector_progressive(score_fn: ScoreFn, x0: Tensor, sigmas: Tensor, *, n_steps_each: int,
+                                    eps: float, generator: GeneratorLike = None, denoise: bool = True,
+                                    ) -> Iterator[tuple[int, Tensor]]:
+    """Predictor-corrector sampling on the L noise levels (Song et al. 2021, PC with an
+    ancestral predictor), yielding the state after the corrector steps of each level.
 
     For i = 1..L:
 
@@ -199,9 +201,10 @@ def predictor_corrector(score_fn: ScoreFn, x0: Tensor, sigmas: Tensor, *, n_step
     * predictor, the ancestral step from σᵢ to σᵢ₊₁ (σ_{L+1} = 0): the posterior of
       x at σᵢ₊₁ given x and the Tweedie estimate x + σᵢ² s(x, i) of the clean image,
       x ← x + (σᵢ² − σᵢ₊₁²) s(x, i) + σᵢ₊₁ √(1 − σᵢ₊₁²/σᵢ²) z. The last predictor
-      step is the denoising step x ← x + σ_L² s(x, L).
+      step is the denoising step x ← x + σ_L² s(x, L), taken when ``denoise``.
 
-    L·(T + 1) network evaluations; T = 0 is ancestral sampling alone.
+    L·(T + 1) network evaluations (one fewer without ``denoise``); T = 0 is ancestral
+    sampling alone. Arguments are checked here, before the first item is requested.
 
     :param score_fn: s(x [B, ...], levels [B] int64) → [B, ...].
     :param x0: [B, ...] starting points (uniform on [0, 1]^D as Algorithm 1).
@@ -209,26 +212,56 @@ def predictor_corrector(score_fn: ScoreFn, x0: Tensor, sigmas: Tensor, *, n_step
     :param n_steps_each: T ≥ 0 corrector steps per level.
     :param eps: ε of the corrector (:func:`technique4_eps` picks one for T).
     :param generator: None, a ``torch.Generator``, or B per-example generators (ncsn.rng).
-    :return: [B, ...] samples (an ordinary tensor).
+    :return: an iterator over ``(level_index, x)`` as :func:`annealed_langevin_progressive`:
+        indices 0..L−1 after each level's correctors, then ``(L, x)`` after the denoising step.
     """
     if n_steps_each < 0:
         raise ValueError(f"n_steps_each must be >= 0, got {n_steps_each}")
     if sigmas.ndim != 1 or len(sigmas) == 0:
         raise ValueError(f"sigmas must be a non-empty 1-D tensor, got shape {tuple(sigmas.shape)}")
+    if generator is not None and not isinstance(generator, torch.Generator) and len(generator) != x0.shape[0]:
+        raise ValueError(f"got {len(generator)} per-example generators for a batch of {x0.shape[0]}")
     sigma_list = [float(s) for s in sigmas.tolist()]  # the one host transfer
     alphas = step_sizes(sigma_list, eps)
+    return _predictor_corrector_levels(score_fn, x0, sigma_list, alphas, n_steps_each=n_steps_each,
+                                       generator=generator, denoise=denoise)
+
+
+@torch.inference_mode()
+def _predictor_corrector_levels(score_fn: ScoreFn, x0: Tensor, sigma_list: list[float], alphas: list[float], *,
+                                n_steps_each: int, generator: GeneratorLike, denoise: bool,
+                                ) -> Iterator[tuple[int, Tensor]]:
+    """The loop of :func:`predictor_corrector_progressive`."""
     batch, device = x0.shape[0], x0.device
-    with torch.inference_mode():
-        x = x0
-        for i, (sigma, alpha) in enumerate(zip(sigma_list, alphas)):
-            levels = torch.full((batch,), i, dtype=torch.long, device=device)
-            drift, diffusion = alpha / 2, math.sqrt(alpha)
-            for _ in range(n_steps_each):
-                # corrector: x ← x + (α_i/2) s(x, i) + √α_i z
-                x = x + drift * score_fn(x, levels) + diffusion * randn_like(x, generator)
-            # predictor: x ← x + (σᵢ² − σᵢ₊₁²) s(x, i) + σᵢ₊₁ √(1 − σᵢ₊₁²/σᵢ²) z
-            nxt = sigma_list[i + 1] if i + 1 < len(sigma_list) else 0.0
-            x = x + (sigma ** 2 - nxt ** 2) * score_fn(x, levels)
-            if nxt > 0:
-                x = x + nxt * math.sqrt(1.0 - nxt ** 2 / sigma ** 2) * randn_like(x, generator)
+    x = x0
+    for i, (sigma, alpha) in enumerate(zip(sigma_list, alphas)):
+        levels = torch.full((batch,), i, dtype=torch.long, device=device)
+        drift, diffusion = alpha / 2, math.sqrt(alpha)
+        for _ in range(n_steps_each):
+            # corrector: x ← x + (α_i/2) s(x, i) + √α_i z
+            x = x + drift * score_fn(x, levels) + diffusion * randn_like(x, generator)
+        yield i, x
+        nxt = sigma_list[i + 1] if i + 1 < len(sigma_list) else 0.0
+        if nxt == 0.0 and not denoise:
+            break
+        # predictor: x ← x + (σᵢ² − σᵢ₊₁²) s(x, i) + σᵢ₊₁ √(1 − σᵢ₊₁²/σᵢ²) z
+        x = x + (sigma ** 2 - nxt ** 2) * score_fn(x, levels)
+        if nxt > 0:
+            x = x + nxt * math.sqrt(1.0 - nxt ** 2 / sigma ** 2) * randn_like(x, generator)
+        else:
+            yield len(sigma_list), x
+
+
+def predictor_corrector(score_fn: ScoreFn, x0: Tensor, sigmas: Tensor, *, n_steps_each: int, eps: float,
+                        generator: GeneratorLike = None, denoise: bool = True) -> Tensor:
+    """Predictor-corrector sampling: the final state of :func:`predictor_corrector_progressive`,
+    which documents the corrector and predictor steps and the arguments.
+
+    :param x0: [B, ...] starting points.
+    :return: [B, ...] samples (an ordinary tensor, not an inference tensor).
+    """
+    x = x0
+    for _, x in predictor_corrector_progressive(score_fn, x0, sigmas, n_steps_each=n_steps_each, eps=eps,
+                                                generator=generator, denoise=denoise):
+        pass
     return x.clone()

@@ -231,7 +231,7 @@ def train(cfg: Config, data_dir: str | Path, out_dir: str | Path, *,
 
     global_batch = tc.batch_size * dist_info.world_size
     lo, hi = dist_info.rank * tc.batch_size, (dist_info.rank + 1) * tc.batch_size
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=tc.bf16 and device.type == "cuda")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.bf16)
     bar = tqdm(total=tc.n_iters, initial=step, desc="train", disable=not main, dynamic_ncols=True)
     t_last, n_last = time.perf_counter(), step
     model.train()

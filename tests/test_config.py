@@ -79,6 +79,8 @@ def test_unknown_section_is_rejected() -> None:
         ("train", "batch_size", 0, ">= 1"),
         ("sample", "n_steps_each", 0, ">= 1"),
         ("sample", "eps", -1.0, "> 0"),
+        ("sample", "eps", "automatic", "expected float or 'auto'"),
+        ("sample", "sampler", "langevin", "expected 'ald' or 'pc'"),
         ("sample", "n_samples", 0, ">= 1"),
         ("train", "batch_size", 1.5, "expected int"),
         ("train", "ema", "yes", "expected bool"),
@@ -93,6 +95,17 @@ def test_bad_values_name_file_key_value_and_rule(section: str, key: str, value, 
     message = str(err.value)
     assert message.startswith("params.yaml: ")
     assert f"{section}.{key}" in message and repr(value) in message and fragment in message
+
+
+def test_predictor_corrector_needs_the_paper_eps_convention() -> None:
+    params = with_value("sample", "sampler", "pc")
+    params["sample"]["convention"] = "reference"
+    with pytest.raises(ConfigError, match=r"'sample.convention' = 'reference' is invalid; sampler 'pc'"):
+        config_from_dict(params)
+    params["sample"]["convention"] = "paper"
+    params["sample"]["eps"] = "auto"
+    cfg = config_from_dict(params)
+    assert (cfg.sample.sampler, cfg.sample.eps) == ("pc", "auto")
 
 
 def test_paper_network_image_sizes_are_checked() -> None:

@@ -7,7 +7,7 @@ import torch
 
 from ncsn.rng import make_generators
 from ncsn.sampling import (annealed_langevin, annealed_langevin_progressive, langevin, predictor_corrector,
-                           step_sizes, technique4_eps)
+                           predictor_corrector_progressive, step_sizes, technique4_eps)
 from ncsn.sigmas import geometric_sigmas
 from ncsn.toy import paper_mixture
 
@@ -201,20 +201,26 @@ def test_technique4_ratio_is_what_the_sampler_does():
     assert x.var().item() / sigma ** 2 == pytest.approx(expected, rel=0.03)
 
 
+POINT_SIGMAS = torch.tensor([4.0, 2.0, 1.0])
+POINT = torch.tensor([[1.5, -2.0]])
+
+
+def _point_mass_score(calls: list[int]):
+    """Exact score of the point mass at POINT on POINT_SIGMAS; records the level of every call."""
+    def score(x, levels):
+        calls.append(int(levels[0]))
+        return -(x - POINT) / POINT_SIGMAS[levels][:, None] ** 2
+    return score
+
+
 @pytest.mark.parametrize("steps", [0, 3])
 def test_predictor_corrector_lands_on_point_data_and_counts_evaluations(steps):
     """Exact score of a point mass at c: the last (denoising) predictor step returns c exactly."""
-    sigmas = torch.tensor([4.0, 2.0, 1.0])
-    centre = torch.tensor([[1.5, -2.0]])
     calls = []
-
-    def score(x, levels):
-        calls.append(int(levels[0]))
-        return -(x - centre) / sigmas[levels][:, None] ** 2
-
+    score = _point_mass_score(calls)
     x0 = torch.rand(64, 2, generator=torch.Generator().manual_seed(13))
-    x = predictor_corrector(score, x0, sigmas, n_steps_each=steps, eps=0.05, generator=torch.Generator().manual_seed(14))
-    torch.testing.assert_close(x, centre.expand(64, 2), rtol=0, atol=1e-5)
+    x = predictor_corrector(score, x0, POINT_SIGMAS, n_steps_each=steps, eps=0.05, generator=torch.Generator().manual_seed(14))
+    torch.testing.assert_close(x, POINT.expand(64, 2), rtol=0, atol=1e-5)
     assert calls == [level for level in range(3) for _ in range(steps + 1)]
 
 
@@ -230,3 +236,23 @@ def test_ancestral_predictor_keeps_the_marginals_of_point_data():
     x0 = 2.0 * torch.randn(40000, 1, generator=torch.Generator().manual_seed(15))
     predictor_corrector(score, x0, sigmas, n_steps_each=0, eps=0.1, generator=torch.Generator().manual_seed(16))
     assert seen[1] == pytest.approx(0.25, rel=0.03)
+
+
+@pytest.mark.parametrize("denoise", [True, False])
+def test_progressive_predictor_corrector_yields_each_level_and_ends_where_the_sampler_does(denoise):
+    """Levels 0..L−1 after their correctors, then L after the denoising step; without it the
+    last predictor step (the only one that lands on σ = 0) is skipped: L·(T+1) − 1 evaluations."""
+    calls = []
+    score = _point_mass_score(calls)
+    x0 = torch.rand(32, 2, generator=torch.Generator().manual_seed(17))
+    steps = list(predictor_corrector_progressive(score, x0, POINT_SIGMAS, n_steps_each=2, eps=0.05, denoise=denoise,
+                                                 generator=torch.Generator().manual_seed(18)))
+    assert [level for level, _ in steps] == ([0, 1, 2, 3] if denoise else [0, 1, 2])
+    assert len(calls) == 3 * 3 - (0 if denoise else 1)
+    final = predictor_corrector(score, x0, POINT_SIGMAS, n_steps_each=2, eps=0.05, denoise=denoise,
+                                generator=torch.Generator().manual_seed(18))
+    torch.testing.assert_close(final, steps[-1][1], rtol=0, atol=0)
+    if denoise:
+        torch.testing.assert_close(final, POINT.expand(32, 2), rtol=0, atol=1e-5)
+    else:  # still at noise level σ_L = 1 around the point: spread ≈ σ_L
+        assert 0.5 < (final - POINT).std().item() < 1.5

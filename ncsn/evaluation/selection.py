@@ -2,7 +2,8 @@
 
 The paper picks its checkpoint by FID on 1,000 samples. For every
 ``snapshots/ckpt_XXXXXXXX.pt`` we draw ``evaluate.select_samples`` samples with
-``evaluate.select_steps_each`` Langevin steps per noise level, from the same seeds
+``evaluate.select_steps_each`` Langevin steps per noise level (the sampler of
+``sample.sampler``; with ``sample.eps: auto`` the ε suits that T), from the same seeds
 (``base.seed + i``) for every snapshot, so the scores are comparable with each other
 (not with the final, longer-sampled evaluation). Beside it, the mean held-out DSM loss
 (``ncsn.train.validation_loss``, the paper's "principled model comparison") and its
@@ -41,7 +42,7 @@ class SnapshotScore:
 
 
 def draw_samples(model: ScoreModel, seeds: list[int], cfg: Config, *, n_steps_each: int) -> Tensor:
-    """Annealed Langevin samples for ``seeds`` in batches of ``sample.batch_size``.
+    """Samples for ``seeds`` (``sample.sampler``, T = ``n_steps_each``) in batches of ``sample.batch_size``.
 
     :return: uint8 [N, C, H, W] images (float [N, D] for vector data) on the CPU.
     """
@@ -67,7 +68,8 @@ def score_snapshots(snapshots: list[tuple[int, Path]], real: Tensor, val: Tensor
     seeds = list(range(cfg.base.seed, cfg.base.seed + cfg.evaluate.select_samples))
     scores = []
     for step, path in tqdm(snapshots, desc="checkpoint selection", dynamic_ncols=True):
-        model = load_score_model(path, device, use_ema=cfg.sample.use_ema)
+        model = load_score_model(path, device, use_ema=cfg.sample.use_ema, bf16=cfg.sample.bf16,
+                                 compile=cfg.sample.compile)
         samples = draw_samples(model, seeds, cfg, n_steps_each=cfg.evaluate.select_steps_each)
         fid = fidelity_metrics(samples, real, extractor, isc=False, kid=False, device=device,
                                seed=cfg.base.seed, cache_dir=cache_dir)[extractor.prefix + "fid"]

@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ncsn.config import Config
+from ncsn.config import Config, SampleConfig
 from ncsn.figures.common import FIGURE_FILES
+from ncsn.generate import evaluations_per_sample
 from ncsn.report import plots
 from ncsn.report.environment import machine_info, mlflow_stage_times
 from ncsn.report.html import Section, esc, figure, fmt, image_data, image_file, missing, table
+from ncsn.sampling import technique4_eps
 
 log = logging.getLogger(__name__)
 
@@ -147,11 +149,23 @@ def training_section(inputs: Inputs) -> Section:
     return Section("training", "Training and validation loss", "".join(parts))
 
 
+def sampler_text(cfg: SampleConfig, sigmas: list[float] | None) -> str:
+    """One line naming the sampler, its T, ε and network evaluations per sample."""
+    name = {"ald": "annealed Langevin dynamics (Algorithm 1)", "pc": "predictor-corrector"}[cfg.sampler]
+    if cfg.eps != "auto":
+        eps = f"eps = {cfg.eps:g}"
+    elif sigmas:
+        eps = f"eps = {technique4_eps(sigmas, cfg.n_steps_each, cfg.convention):.3g} (auto: NCSNv2 technique 4)"
+    else:
+        eps = "eps = auto (NCSNv2 technique 4)"
+    evals = f", {evaluations_per_sample(cfg, len(sigmas))} network evaluations per sample" if sigmas else ""
+    return f"{name}, T = {cfg.n_steps_each} steps per level, {eps}, denoise = {cfg.denoise}{evals}"
+
+
 def samples_section(inputs: Inputs) -> Section:
     body = figure(inputs.image("grid", "sample grid"),
-                  "The first samples drawn by annealed Langevin dynamics from <code>model.pt</code> "
-                  f"(sample.n_steps_each = {inputs.cfg.sample.n_steps_each}, eps = {inputs.cfg.sample.eps:g}, "
-                  f"denoise = {inputs.cfg.sample.denoise}).")
+                  f"The first samples drawn from <code>model.pt</code> by "
+                  f"{esc(sampler_text(inputs.cfg.sample, inputs.sigmas()))}.")
     return Section("samples", "Samples", body)
 
 
@@ -257,12 +271,13 @@ def figures_section(inputs: Inputs) -> Section:
         text = caption(numbers[num_key]) if num_key in numbers else ""
         parts.append(f"<h3>{esc(title)}</h3>" + figure(inputs.image(key, title), text))
 
-    parts.append("<h3>Figure 4: annealed Langevin trajectory</h3>")
+    parts.append("<h3>Figure 4: sampling trajectory</h3>")
     gif = inputs.path("trajectory_gif")
     animation = image_file(gif, "trajectory animation") if gif.is_file() and gif.stat().st_size <= MAX_GIF_BYTES else ""
     parts.append(figure(inputs.image("trajectory", "trajectory") + " " + animation,
-                        "Rows: samples; columns: the uniform start, then the state after each noise level "
-                        "(and the denoising step when on), largest σ first"
+                        "Rows: samples; columns: the uniform start, then the state after the Langevin steps "
+                        "of each noise level (and the denoising step when on), largest σ first; sampler: "
+                        + esc(sampler_text(inputs.cfg.sample, inputs.sigmas()))
                         + ("; beside it, the same as an animation." if animation else ".")))
 
     parts.append("<h3>Figure 5: inpainting</h3>")

@@ -31,7 +31,8 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.base.device)
     model_path = Path(cfg.paths.train) / "model.pt"
-    model = load_score_model(model_path, device, use_ema=cfg.sample.use_ema)
+    model = load_score_model(model_path, device, use_ema=cfg.sample.use_ema, bf16=cfg.sample.bf16,
+                             compile=cfg.sample.compile)
     check_compatible(model.checkpoint, arch=cfg.model.arch, dataset=cfg.base.dataset, source=model_path)
     test = load_split(cfg.paths.prepare, "test").data[: cfg.inpaint.n_images]
     if test.ndim != 4:
@@ -46,7 +47,7 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
         mask_gen = torch.Generator().manual_seed(cfg.base.seed + k)
         mask = make_mask(kind, n, size, fraction=cfg.inpaint.random_fraction, generator=mask_gen).to(device)
         generators = make_generators([cfg.base.seed + 10_000 * (k + 1) + i for i in range(n)], device)
-        completed = inpaint(model.net, y, mask, model.sigmas, n_steps_each=cfg.inpaint.n_steps_each,
+        completed = inpaint(model.score(), y, mask, model.sigmas, n_steps_each=cfg.inpaint.n_steps_each,
                             eps=cfg.inpaint.eps, generator=generators, convention=cfg.sample.convention)
         lt = model.logit_transform
         occluded = to_uint8(y, logit_transform=lt) * mask.cpu().to(torch.uint8)

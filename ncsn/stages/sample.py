@@ -1,4 +1,4 @@
-"""Sample with annealed Langevin dynamics: shards on disk, a grid, and the trajectory.
+"""Sample with the configured sampler (``sample.sampler``): shards on disk, a grid, and the trajectory.
 
 Writes into ``paths.sample`` (or ``--out``)::
 
@@ -26,7 +26,8 @@ from tqdm import tqdm
 
 from ncsn.checkpoint import CheckpointError, check_compatible, file_sha256
 from ncsn.config import Config
-from ncsn.generate import ScoreModel, load_score_model, sample_batch, to_uint8, trajectory
+from ncsn.generate import (ScoreModel, evaluations_per_sample, load_score_model, sample_batch, sampler_eps, to_uint8,
+                           trajectory)
 from ncsn.images import grid_image, save_gif, save_grid, scatter_image
 from ncsn.shards import (existing_shards, read_samples, remove_partial_files, shard_holds, shard_seeds,
                          write_shard)
@@ -132,7 +133,8 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
 
         model_path = resolve_model_uri(args.model, cfg)
     device = resolve_device(cfg.base.device)
-    model = load_score_model(model_path, device, use_ema=cfg.sample.use_ema)
+    model = load_score_model(model_path, device, use_ema=cfg.sample.use_ema, bf16=cfg.sample.bf16,
+                             compile=cfg.sample.compile)
     if args.model is None:  # the pipeline's own model must fit params.yaml; --model may name any
         check_compatible(model.checkpoint, arch=cfg.model.arch, dataset=cfg.base.dataset, source=model_path)
     for name in _OUTPUTS:  # temporary files of a killed run
@@ -153,7 +155,11 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
         write_trajectory(model, cfg, out_dir)
     except OSError as err:  # full disk, read-only folder: the shards drawn so far stay valid
         raise CheckpointError(f"cannot write into {out_dir}: {err.strerror or err}") from None
-    tracker.log_metrics({"n_samples": float(n_samples)})
+    tracker.log_metrics({
+        "n_samples": float(n_samples),
+        "sample_eps": sampler_eps(model, cfg.sample, cfg.sample.n_steps_each),
+        "evaluations_per_sample": float(evaluations_per_sample(cfg.sample, len(model.sigmas))),
+    })
     for name in ("grid.png", "trajectory.png", "trajectory.gif"):
         tracker.log_artifact(out_dir / name, "samples")
     print(f"{n_samples} samples in {shard_dir}; grid {out_dir / 'grid.png'}")

@@ -1,0 +1,98 @@
+"""``ncsn.generate``: the sampler, ε and network options of ``sample`` as the stages use them.
+
+A tiny real network (the smoke U-Net on 8x8 images, random non-zero weights) in our checkpoint
+format; each option is checked against a direct call of the function it names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from ncsn.checkpoint import FORMAT
+from ncsn.config import SampleConfig, config_from_dict
+from ncsn.generate import (evaluations_per_sample, initial_state, load_score_model, sample_batch, sampler_eps,
+                           trajectory)
+from ncsn.models import build_model
+from ncsn.sampling import annealed_langevin, predictor_corrector, technique4_eps
+from ncsn.sigmas import geometric_sigmas
+
+SEEDS = [3, 1, 4, 1, 5]
+
+
+@pytest.fixture(scope="module")
+def checkpoint() -> dict:
+    cfg = config_from_dict({"profile": "smoke", "data": {"image_size": 8}})
+    torch.manual_seed(0)
+    sigmas = geometric_sigmas(1.0, 0.01, 4)
+    net = build_model(cfg.model, channels=1, image_size=8, sigmas=sigmas)
+    with torch.no_grad():  # the output layer starts at zero: give every weight a value
+        for param in net.parameters():
+            param.add_(0.1 * torch.randn_like(param))
+    return {"format": FORMAT, "step": 0, "config": cfg.to_dict(), "sigmas": sigmas,
+            "data": {"dataset": "mnist5k", "channels": 1, "image_size": 8}, "model": net.state_dict(), "ema": None}
+
+
+def test_eps_auto_is_technique_4_for_the_steps_actually_taken(checkpoint) -> None:
+    model = load_score_model(checkpoint)
+    sigmas = model.sigmas.tolist()
+    cfg = SampleConfig(eps="auto", n_steps_each=5)
+    assert sampler_eps(model, cfg, 5) == technique4_eps(sigmas, 5)
+    assert sampler_eps(model, cfg, 2) == technique4_eps(sigmas, 2) > sampler_eps(model, cfg, 5)
+    assert sampler_eps(model, dataclasses.replace(cfg, convention="reference"), 5) == technique4_eps(sigmas, 5) / 2
+    assert sampler_eps(model, SampleConfig(eps=3e-5), 5) == 3e-5
+
+
+@pytest.mark.parametrize(("sampler", "denoise"), [("ald", True), ("ald", False), ("pc", True), ("pc", False)])
+def test_sample_batch_runs_the_chosen_sampler(checkpoint, sampler: str, denoise: bool) -> None:
+    model = load_score_model(checkpoint)
+    cfg = SampleConfig(sampler=sampler, n_steps_each=2, eps="auto", denoise=denoise)
+    calls = []
+    net = model.net
+    model.score_fn = lambda x, levels: calls.append(1) or net(x, levels)
+    got = sample_batch(model, SEEDS, cfg)
+    assert len(calls) == evaluations_per_sample(cfg, len(model.sigmas))
+    assert len(calls) == {"ald": 4 * 2, "pc": 4 * 3}[sampler] + (1 if denoise else 0) - (1 if sampler == "pc" else 0)
+    x0, gens = initial_state(model, SEEDS)
+    run = predictor_corrector if sampler == "pc" else annealed_langevin
+    expected = run(net, x0, model.sigmas, n_steps_each=2, eps=technique4_eps(model.sigmas.tolist(), 2),
+                   generator=gens, denoise=denoise)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    levels = [level for level, _ in trajectory(model, SEEDS, cfg)]
+    assert levels == [-1, 0, 1, 2, 3] + ([4] if denoise else [])
+
+
+def test_sample_is_independent_of_the_batch_it_is_drawn_in(checkpoint) -> None:
+    model = load_score_model(checkpoint)
+    cfg = SampleConfig(sampler="pc", n_steps_each=2, eps="auto")
+    whole = sample_batch(model, SEEDS, cfg)
+    # equal up to the float rounding of convolutions at another batch size; another seed differs by O(1)
+    torch.testing.assert_close(sample_batch(model, SEEDS[2:], cfg), whole[2:], rtol=0, atol=1e-5)
+    assert (sample_batch(model, [6, 1, 5], cfg) - whole[2:]).abs().max() > 0.1
+
+
+def test_bf16_sampling_is_close_to_float32_but_not_equal(checkpoint) -> None:
+    exact = load_score_model(checkpoint)
+    approx = load_score_model(checkpoint, bf16=True)
+    x0, _ = initial_state(exact, SEEDS)
+    levels = torch.tensor([0, 1, 2, 3, 0])
+    with torch.inference_mode():
+        want, got = exact.score()(x0, levels), approx.score()(x0, levels)
+    assert got.dtype == torch.float32
+    error = ((got - want).norm() / want.norm()).item()
+    assert 0 < error < 5e-2
+    cfg = SampleConfig(sampler="pc", n_steps_each=1, eps="auto")
+    a, b = sample_batch(exact, SEEDS, cfg), sample_batch(approx, SEEDS, cfg)
+    assert a.dtype == b.dtype == torch.float32
+    assert ((a - b).norm() / a.norm()).item() < 5e-2
+
+
+def test_compiled_network_samples_what_the_eager_one_does(checkpoint) -> None:
+    pytest.importorskip("torch._inductor")
+    eager = load_score_model(checkpoint)
+    compiled = load_score_model(checkpoint, compile=True)
+    cfg = SampleConfig(sampler="pc", n_steps_each=1, eps="auto")
+    torch.testing.assert_close(sample_batch(compiled, SEEDS, cfg), sample_batch(eager, SEEDS, cfg),
+                               rtol=1e-4, atol=1e-4)
