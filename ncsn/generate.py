@@ -9,6 +9,7 @@ takes the ε of NCSNv2 technique 4 for the number of steps per level.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -18,11 +19,13 @@ from torch import Tensor, nn
 
 from ncsn.checkpoint import load_checkpoint
 from ncsn.config import ModelConfig, SampleConfig
+from ncsn.distributed import bf16_slow_reason
 from ncsn.models import build_model
 from ncsn.rng import make_generators, rand_like
 from ncsn.sampling import (annealed_langevin_progressive, predictor_corrector_progressive, technique4_eps)
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -54,7 +57,8 @@ def sampling_score_fn(net: nn.Module, *, bf16: bool = False, compile: bool = Fal
     """The network as the samplers call it.
 
     :param bf16: run it under bf16 autocast on its own device (CPU or CUDA); the score comes
-        back as float32, so the sampler's state stays float32. Not exact (≈2 % relative error).
+        back as float32, so the sampler's state stays float32. Not exact (≈2 % relative error);
+        slower than float32 on a CPU without native bf16 (a warning says so).
     :param compile: ``torch.compile`` it (exact; each new batch shape compiles again).
     :return: s(x [B, ...], levels [B]) → [B, ...] float32.
     """
@@ -63,7 +67,11 @@ def sampling_score_fn(net: nn.Module, *, bf16: bool = False, compile: bool = Fal
     fn = torch.compile(net) if compile else net
     if not bf16:
         return fn
-    device_type = next(net.parameters()).device.type
+    device = next(net.parameters()).device
+    reason = bf16_slow_reason(device)
+    if reason:
+        log.warning("sample.bf16 is on, but %s; set sample.bf16: false", reason)
+    device_type = device.type
 
     def score(x: Tensor, levels: Tensor) -> Tensor:
         with torch.autocast(device_type, dtype=torch.bfloat16):

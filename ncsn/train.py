@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from ncsn.checkpoint import (FORMAT, atomic_save, checkpoint_path, latest_valid_checkpoint, prune_checkpoints)
 from ncsn.config import Config, ModelConfig
-from ncsn.distributed import DistInfo, barrier, init_distributed, local_rank, resolve_device
+from ncsn.distributed import DistInfo, barrier, bf16_slow_reason, init_distributed, local_rank, resolve_device
 from ncsn.losses import dsm_loss
 from ncsn.models import build_model
 from ncsn.sigmas import geometric_sigmas, num_levels_for_dim
@@ -232,6 +232,8 @@ def train(cfg: Config, data_dir: str | Path, out_dir: str | Path, *,
     global_batch = tc.batch_size * dist_info.world_size
     lo, hi = dist_info.rank * tc.batch_size, (dist_info.rank + 1) * tc.batch_size
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.bf16)
+    if tc.bf16 and main and (reason := bf16_slow_reason(device)):
+        log.warning("train.bf16 is on, but %s; set train.bf16: false", reason)
     bar = tqdm(total=tc.n_iters, initial=step, desc="train", disable=not main, dynamic_ncols=True)
     t_last, n_last = time.perf_counter(), step
     model.train()

@@ -96,3 +96,15 @@ def test_compiled_network_samples_what_the_eager_one_does(checkpoint) -> None:
     cfg = SampleConfig(sampler="pc", n_steps_each=1, eps="auto")
     torch.testing.assert_close(sample_batch(compiled, SEEDS, cfg), sample_batch(eager, SEEDS, cfg),
                                rtol=1e-4, atol=1e-4)
+
+
+def test_bf16_on_a_cpu_without_native_bf16_warns(checkpoint, monkeypatch, caplog) -> None:
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    with caplog.at_level("WARNING", logger="ncsn.generate"):
+        load_score_model(checkpoint, bf16=True)
+    assert "sample.bf16 is on, but this CPU has no native bf16" in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    with caplog.at_level("WARNING", logger="ncsn.generate"):
+        load_score_model(checkpoint, bf16=True)
+    assert "bf16" not in caplog.text

@@ -219,7 +219,8 @@ def test_predictor_corrector_lands_on_point_data_and_counts_evaluations(steps):
     calls = []
     score = _point_mass_score(calls)
     x0 = torch.rand(64, 2, generator=torch.Generator().manual_seed(13))
-    x = predictor_corrector(score, x0, POINT_SIGMAS, n_steps_each=steps, eps=0.05, generator=torch.Generator().manual_seed(14))
+    x = predictor_corrector(score, x0, POINT_SIGMAS, n_steps_each=steps, eps=0.05,
+                            generator=torch.Generator().manual_seed(14))
     torch.testing.assert_close(x, POINT.expand(64, 2), rtol=0, atol=1e-5)
     assert calls == [level for level in range(3) for _ in range(steps + 1)]
 
