@@ -1,7 +1,7 @@
 """Named profiles: the values a ``null`` in ``params.yaml`` resolves to.
 
 * ``smoke``: seconds, for tests and a first look at the pipeline.
-* ``cpu``: the default; the whole pipeline in about 15 minutes on 2 CPU cores.
+* ``cpu``: the default; the whole pipeline in 15-27 minutes on 2 CPU cores (AVX-512 vs AVX2).
 * ``paper``: Song & Ermon (2019), Section 5 and Appendix B, for a GPU.
 """
 
