@@ -22,7 +22,8 @@ from ncsn.config import ModelConfig, SampleConfig
 from ncsn.distributed import bf16_slow_reason
 from ncsn.models import build_model
 from ncsn.rng import make_generators, rand_like
-from ncsn.sampling import (annealed_langevin_progressive, predictor_corrector_progressive, technique4_eps)
+from ncsn.sampling import (annealed_langevin_progressive, final_state, predictor_corrector_progressive,
+                           technique4_eps)
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 log = logging.getLogger(__name__)
@@ -100,6 +101,11 @@ def load_score_model(source: str | Path | dict[str, Any], device: torch.device |
     return ScoreModel(net, sigmas, ckpt, sampling_score_fn(net, bf16=bf16, compile=compile))
 
 
+def load_for_sampling(source: str | Path, device: torch.device | str, cfg: SampleConfig) -> ScoreModel:
+    """:func:`load_score_model` as ``sample.*`` asks: EMA weights, bf16 autocast and compilation."""
+    return load_score_model(source, device, use_ema=cfg.use_ema, bf16=cfg.bf16, compile=cfg.compile)
+
+
 def to_uint8(x: torch.Tensor, *, logit_transform: bool = False) -> torch.Tensor:
     """Model-space images → uint8 pixels.
 
@@ -119,10 +125,13 @@ def initial_state(model: ScoreModel, seeds: Sequence[int]) -> tuple[torch.Tensor
     return x0, generators
 
 
-def sampler_eps(model: ScoreModel, cfg: SampleConfig, n_steps_each: int) -> float:
-    """ε of the sampler: ``sample.eps``, or NCSNv2 technique 4 for T = ``n_steps_each`` when ``"auto"``."""
+def sampler_eps(cfg: SampleConfig, sigmas: Sequence[float], n_steps_each: int) -> float:
+    """ε of the sampler: ``sample.eps``, or NCSNv2 technique 4 for T = ``n_steps_each`` when ``"auto"``.
+
+    :param sigmas: the model's [L] noise levels.
+    """
     if cfg.eps == "auto":
-        return technique4_eps(model.sigmas.tolist(), n_steps_each, cfg.convention)
+        return technique4_eps(list(sigmas), n_steps_each, cfg.convention)
     return float(cfg.eps)
 
 
@@ -136,7 +145,7 @@ def evaluations_per_sample(cfg: SampleConfig, num_levels: int, n_steps_each: int
 
 def _progressive(model: ScoreModel, x0: Tensor, generators: list[torch.Generator], cfg: SampleConfig,
                  n_steps_each: int) -> Iterator[tuple[int, Tensor]]:
-    eps = sampler_eps(model, cfg, n_steps_each)
+    eps = sampler_eps(cfg, model.sigmas.tolist(), n_steps_each)
     if cfg.sampler == "pc":
         return predictor_corrector_progressive(model.score(), x0, model.sigmas, n_steps_each=n_steps_each, eps=eps,
                                                generator=generators, denoise=cfg.denoise)
@@ -151,10 +160,7 @@ def sample_batch(model: ScoreModel, seeds: Sequence[int], cfg: SampleConfig,
     :return: [len(seeds), *shape] float samples in model space, on the model's device.
     """
     x0, generators = initial_state(model, seeds)
-    x = x0
-    for _, x in _progressive(model, x0, generators, cfg, n_steps_each or cfg.n_steps_each):
-        pass
-    return x.clone()
+    return final_state(_progressive(model, x0, generators, cfg, n_steps_each or cfg.n_steps_each), x0)
 
 
 def trajectory(model: ScoreModel, seeds: Sequence[int], cfg: SampleConfig) -> Iterator[tuple[int, torch.Tensor]]:

@@ -81,6 +81,29 @@ def technique4_eps(sigmas: list[float], n_steps_each: int, convention: str = "pa
     return (2.0 if convention == "paper" else 1.0) * best * sigma_list[-1] ** 2
 
 
+def _checked_levels(x0: Tensor, sigmas: Tensor, n_steps_each: int, generator: GeneratorLike) -> list[float]:
+    """Check the arguments shared by the progressive samplers; return σ as Python floats (the one host transfer).
+
+    :raises ValueError: for T < 0, sigmas that are not a non-empty 1-D tensor, or per-example
+        generators that do not match the batch.
+    """
+    if n_steps_each < 0:
+        raise ValueError(f"n_steps_each must be >= 0, got {n_steps_each}")
+    if sigmas.ndim != 1 or len(sigmas) == 0:
+        raise ValueError(f"sigmas must be a non-empty 1-D tensor, got shape {tuple(sigmas.shape)}")
+    if generator is not None and not isinstance(generator, torch.Generator) and len(generator) != x0.shape[0]:
+        raise ValueError(f"got {len(generator)} per-example generators for a batch of {x0.shape[0]}")
+    return [float(s) for s in sigmas.tolist()]
+
+
+def final_state(steps: Iterator[tuple[int, Tensor]], x0: Tensor) -> Tensor:
+    """The last state of a progressive sampler (``x0`` when it yields nothing), as an ordinary tensor."""
+    x = x0
+    for _, x in steps:
+        pass
+    return x.clone()
+
+
 def annealed_langevin_progressive(score_fn: ScoreFn, x0: Tensor, sigmas: Tensor, *, n_steps_each: int,
                                   eps: float, generator: GeneratorLike = None, denoise: bool = False,
                                   convention: str = "paper", hook: Hook | None = None,
@@ -110,13 +133,7 @@ def annealed_langevin_progressive(score_fn: ScoreFn, x0: Tensor, sigmas: Tensor,
     :return: an iterator over ``(level_index, x)``: L items with indices 0..L−1, then
         ``(L, x)`` after the denoising step when ``denoise``. Tensors are inference tensors.
     """
-    if n_steps_each < 0:
-        raise ValueError(f"n_steps_each must be >= 0, got {n_steps_each}")
-    if sigmas.ndim != 1 or len(sigmas) == 0:
-        raise ValueError(f"sigmas must be a non-empty 1-D tensor, got shape {tuple(sigmas.shape)}")
-    if generator is not None and not isinstance(generator, torch.Generator) and len(generator) != x0.shape[0]:
-        raise ValueError(f"got {len(generator)} per-example generators for a batch of {x0.shape[0]}")
-    sigma_list = [float(s) for s in sigmas.tolist()]  # the one host transfer
+    sigma_list = _checked_levels(x0, sigmas, n_steps_each, generator)
     alphas = step_sizes(sigma_list, eps, convention)
     return _annealed_langevin_levels(score_fn, x0, sigma_list, alphas, n_steps_each=n_steps_each,
                                      generator=generator, denoise=denoise, hook=hook)
@@ -160,12 +177,9 @@ def annealed_langevin(score_fn: ScoreFn, x0: Tensor, sigmas: Tensor, *, n_steps_
     :param x0: [B, ...] starting points.
     :return: [B, ...] samples (an ordinary tensor, not an inference tensor).
     """
-    x = x0
-    for _, x in annealed_langevin_progressive(score_fn, x0, sigmas, n_steps_each=n_steps_each, eps=eps,
-                                              generator=generator, denoise=denoise, convention=convention,
-                                              hook=hook):
-        pass
-    return x.clone()
+    return final_state(annealed_langevin_progressive(score_fn, x0, sigmas, n_steps_each=n_steps_each, eps=eps,
+                                                     generator=generator, denoise=denoise, convention=convention,
+                                                     hook=hook), x0)
 
 
 def langevin(score_fn: Callable[[Tensor], Tensor], x0: Tensor, *, n_steps: int, step_size: float,
@@ -215,13 +229,7 @@ def predictor_corrector_progressive(score_fn: ScoreFn, x0: Tensor, sigmas: Tenso
     :return: an iterator over ``(level_index, x)`` as :func:`annealed_langevin_progressive`:
         indices 0..L−1 after each level's correctors, then ``(L, x)`` after the denoising step.
     """
-    if n_steps_each < 0:
-        raise ValueError(f"n_steps_each must be >= 0, got {n_steps_each}")
-    if sigmas.ndim != 1 or len(sigmas) == 0:
-        raise ValueError(f"sigmas must be a non-empty 1-D tensor, got shape {tuple(sigmas.shape)}")
-    if generator is not None and not isinstance(generator, torch.Generator) and len(generator) != x0.shape[0]:
-        raise ValueError(f"got {len(generator)} per-example generators for a batch of {x0.shape[0]}")
-    sigma_list = [float(s) for s in sigmas.tolist()]  # the one host transfer
+    sigma_list = _checked_levels(x0, sigmas, n_steps_each, generator)
     alphas = step_sizes(sigma_list, eps)
     return _predictor_corrector_levels(score_fn, x0, sigma_list, alphas, n_steps_each=n_steps_each,
                                        generator=generator, denoise=denoise)
@@ -260,8 +268,5 @@ def predictor_corrector(score_fn: ScoreFn, x0: Tensor, sigmas: Tensor, *, n_step
     :param x0: [B, ...] starting points.
     :return: [B, ...] samples (an ordinary tensor, not an inference tensor).
     """
-    x = x0
-    for _, x in predictor_corrector_progressive(score_fn, x0, sigmas, n_steps_each=n_steps_each, eps=eps,
-                                                generator=generator, denoise=denoise):
-        pass
-    return x.clone()
+    return final_state(predictor_corrector_progressive(score_fn, x0, sigmas, n_steps_each=n_steps_each, eps=eps,
+                                                       generator=generator, denoise=denoise), x0)

@@ -36,13 +36,12 @@ def checkpoint() -> dict:
 
 
 def test_eps_auto_is_technique_4_for_the_steps_actually_taken(checkpoint) -> None:
-    model = load_score_model(checkpoint)
-    sigmas = model.sigmas.tolist()
+    sigmas = load_score_model(checkpoint).sigmas.tolist()
     cfg = SampleConfig(eps="auto", n_steps_each=5)
-    assert sampler_eps(model, cfg, 5) == technique4_eps(sigmas, 5)
-    assert sampler_eps(model, cfg, 2) == technique4_eps(sigmas, 2) > sampler_eps(model, cfg, 5)
-    assert sampler_eps(model, dataclasses.replace(cfg, convention="reference"), 5) == technique4_eps(sigmas, 5) / 2
-    assert sampler_eps(model, SampleConfig(eps=3e-5), 5) == 3e-5
+    assert sampler_eps(cfg, sigmas, 5) == technique4_eps(sigmas, 5)
+    assert sampler_eps(cfg, sigmas, 2) == technique4_eps(sigmas, 2) > sampler_eps(cfg, sigmas, 5)
+    assert sampler_eps(dataclasses.replace(cfg, convention="reference"), sigmas, 5) == technique4_eps(sigmas, 5) / 2
+    assert sampler_eps(SampleConfig(eps=3e-5), sigmas, 5) == 3e-5
 
 
 @pytest.mark.parametrize(("sampler", "denoise"), [("ald", True), ("ald", False), ("pc", True), ("pc", False)])

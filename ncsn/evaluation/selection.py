@@ -28,7 +28,7 @@ from ncsn.config import Config
 from ncsn.evaluation.extractor import Extractor
 from ncsn.evaluation.fidelity import fidelity_metrics
 from ncsn.evaluation.files import write_csv
-from ncsn.generate import ScoreModel, load_score_model, sample_batch, to_uint8
+from ncsn.generate import ScoreModel, load_for_sampling, sample_batch, to_uint8
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,7 @@ def score_snapshots(snapshots: list[tuple[int, Path]], real: Tensor, val: Tensor
     seeds = list(range(cfg.base.seed, cfg.base.seed + cfg.evaluate.select_samples))
     scores = []
     for step, path in tqdm(snapshots, desc="checkpoint selection", dynamic_ncols=True):
-        model = load_score_model(path, device, use_ema=cfg.sample.use_ema, bf16=cfg.sample.bf16,
-                                 compile=cfg.sample.compile)
+        model = load_for_sampling(path, device, cfg.sample)
         samples = draw_samples(model, seeds, cfg, n_steps_each=cfg.evaluate.select_steps_each)
         fid = fidelity_metrics(samples, real, extractor, isc=False, kid=False, device=device,
                                seed=cfg.base.seed, cache_dir=cache_dir)[extractor.prefix + "fid"]

@@ -15,11 +15,10 @@ from typing import Any, Callable
 
 from ncsn.config import Config, SampleConfig
 from ncsn.figures.common import FIGURE_FILES
-from ncsn.generate import evaluations_per_sample
+from ncsn.generate import evaluations_per_sample, sampler_eps
 from ncsn.report import plots
 from ncsn.report.environment import machine_info, mlflow_stage_times
 from ncsn.report.html import Section, esc, figure, fmt, image_data, image_file, missing, table
-from ncsn.sampling import technique4_eps
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +154,7 @@ def sampler_text(cfg: SampleConfig, sigmas: list[float] | None) -> str:
     if cfg.eps != "auto":
         eps = f"eps = {cfg.eps:g}"
     elif sigmas:
-        eps = f"eps = {technique4_eps(sigmas, cfg.n_steps_each, cfg.convention):.3g} (auto: NCSNv2 technique 4)"
+        eps = f"eps = {sampler_eps(cfg, sigmas, cfg.n_steps_each):.3g} (auto: NCSNv2 technique 4)"
     else:
         eps = "eps = auto (NCSNv2 technique 4)"
     evals = f", {evaluations_per_sample(cfg, len(sigmas))} network evaluations per sample" if sigmas else ""

@@ -14,7 +14,7 @@ import torch
 
 from ncsn.checkpoint import atomic_save, check_compatible
 from ncsn.config import Config
-from ncsn.generate import load_score_model, to_uint8
+from ncsn.generate import load_for_sampling, to_uint8
 from ncsn.images import save_grid
 from ncsn.inpaint import inpaint
 from ncsn.masks import make_mask
@@ -31,8 +31,7 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.base.device)
     model_path = Path(cfg.paths.train) / "model.pt"
-    model = load_score_model(model_path, device, use_ema=cfg.sample.use_ema, bf16=cfg.sample.bf16,
-                             compile=cfg.sample.compile)
+    model = load_for_sampling(model_path, device, cfg.sample)
     check_compatible(model.checkpoint, arch=cfg.model.arch, dataset=cfg.base.dataset, source=model_path)
     test = load_split(cfg.paths.prepare, "test").data[: cfg.inpaint.n_images]
     if test.ndim != 4:

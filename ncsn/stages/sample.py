@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from ncsn.checkpoint import CheckpointError, check_compatible, file_sha256
 from ncsn.config import Config
-from ncsn.generate import (ScoreModel, evaluations_per_sample, load_score_model, sample_batch, sampler_eps, to_uint8,
+from ncsn.generate import (ScoreModel, evaluations_per_sample, load_for_sampling, sample_batch, sampler_eps, to_uint8,
                            trajectory)
 from ncsn.images import grid_image, save_gif, save_grid, scatter_image
 from ncsn.shards import (existing_shards, read_samples, remove_partial_files, shard_holds, shard_seeds,
@@ -133,8 +133,7 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
 
         model_path = resolve_model_uri(args.model, cfg)
     device = resolve_device(cfg.base.device)
-    model = load_score_model(model_path, device, use_ema=cfg.sample.use_ema, bf16=cfg.sample.bf16,
-                             compile=cfg.sample.compile)
+    model = load_for_sampling(model_path, device, cfg.sample)
     if args.model is None:  # the pipeline's own model must fit params.yaml; --model may name any
         check_compatible(model.checkpoint, arch=cfg.model.arch, dataset=cfg.base.dataset, source=model_path)
     for name in _OUTPUTS:  # temporary files of a killed run
@@ -157,7 +156,7 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
         raise CheckpointError(f"cannot write into {out_dir}: {err.strerror or err}") from None
     tracker.log_metrics({
         "n_samples": float(n_samples),
-        "sample_eps": sampler_eps(model, cfg.sample, cfg.sample.n_steps_each),
+        "sample_eps": sampler_eps(cfg.sample, model.sigmas.tolist(), cfg.sample.n_steps_each),
         "evaluations_per_sample": float(evaluations_per_sample(cfg.sample, len(model.sigmas))),
     })
     for name in ("grid.png", "trajectory.png", "trajectory.gif"):
