@@ -115,3 +115,23 @@ def test_the_report_has_every_section_and_every_input(smoke_run) -> None:
     html = (repo / "outputs/report/report.html").read_text()
     assert parse(html).sections == list(SECTION_IDS)
     assert "not available" not in html  # every stage's files reached the report
+
+
+def test_results_are_bit_identical_to_the_golden_record(smoke_run) -> None:
+    """Metrics, weights, sample bytes and inpaintings equal those recorded before the refactors."""
+    from tests.fingerprint import fingerprint, golden_path
+
+    repo, _ = smoke_run
+    found = fingerprint(repo)
+    path = golden_path()
+    if os.environ.get("NCSN_RECORD_GOLDEN") == "1":
+        path.write_text(json.dumps(found, indent=1, sort_keys=True) + "\n")
+    if not path.is_file():
+        pytest.skip(f"no golden record for this CPU ({path.name}); record one with NCSN_RECORD_GOLDEN=1")
+    expected = json.loads(path.read_text())
+    for part in expected:
+        if isinstance(expected[part], dict):
+            for key, value in expected[part].items():
+                assert found[part].get(key) == value, f"{part}.{key}: expected {value!r}, found {found[part].get(key)!r}"
+        else:
+            assert found[part] == expected[part], part
