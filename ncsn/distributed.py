@@ -71,9 +71,3 @@ def barrier(info: DistInfo) -> None:
     """Wait for every rank (no-op in a single process)."""
     if info.world_size > 1:
         dist.barrier()
-
-
-def cleanup(info: DistInfo) -> None:
-    """Leave the process group."""
-    if info.world_size > 1 and dist.is_initialized():
-        dist.destroy_process_group()

@@ -1,4 +1,4 @@
-"""The data layer: datasets, splits, stored files, stats, transforms and the batch sampler."""
+"""The data layer: datasets, splits, stored files, stats and transforms."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from ncsn.config import Config, config_from_dict
-from ncsn.data import BatchSampler, DataError, load_split, prepare, read_stats
+from ncsn.data import DataError, load_split, prepare, read_stats
 from ncsn.data.folder import SkippedImagesWarning, load_folder
 from ncsn.data.mnist5k import load_mnist5k
 from ncsn.data.split import folder_test_size, split_indices
@@ -283,23 +283,3 @@ def test_load_split_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="stats.json not found"):
         read_stats(tmp_path)
 
-
-# ----------------------------------------------------------------------------- batch sampler
-def test_batch_sampler_epochs_and_exact_resume() -> None:
-    sampler = BatchSampler(10, 3, generator=_gen(7))
-    stream = torch.cat([next(sampler) for _ in range(10)])  # 30 indices = 3 epochs
-    for epoch in stream.view(3, 10):
-        assert sorted(epoch.tolist()) == list(range(10))
-
-    original = BatchSampler(10, 3, generator=_gen(7))
-    for _ in range(7):  # 21 indices: mid-epoch
-        next(original)
-    state = pickle.loads(pickle.dumps(original.state_dict()))
-    resumed = BatchSampler(10, 3, generator=_gen(99))
-    resumed.load_state_dict(state)
-    expected = [next(original) for _ in range(8)]
-    assert all(torch.equal(a, next(resumed)) for a in expected)
-    assert torch.equal(original.generator.get_state(), resumed.generator.get_state())
-    assert torch.equal(torch.cat(expected[:3]), stream[21:30])
-    with pytest.raises(ValueError, match="batch_size"):
-        BatchSampler(10, 4, generator=_gen()).load_state_dict(state)
