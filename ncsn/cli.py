@@ -26,17 +26,16 @@ _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.ENO
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that mean "the user can fix this": printed as one line, exit code 2."""
     from ncsn.checkpoint import CheckpointError
     from ncsn.config import ConfigError
+    from ncsn.data import DataError
+    from ncsn.evaluation import EvaluationError
+    from ncsn.registry import RegistryError
+    from ncsn.train import TrainingDiverged
 
-    errors: list[type[BaseException]] = [ConfigError, CheckpointError, FileNotFoundError, PermissionError]
-    for module, name in (("ncsn.data", "DataError"), ("ncsn.train", "TrainingDiverged"),
-                         ("ncsn.evaluation", "EvaluationError"), ("ncsn.registry", "RegistryError")):
-        try:
-            errors.append(getattr(importlib.import_module(module), name))
-        except (ImportError, AttributeError):
-            pass
-    return tuple(errors)
+    return (ConfigError, CheckpointError, DataError, TrainingDiverged, EvaluationError, RegistryError,
+            FileNotFoundError, PermissionError)
 
 
 def build_parser() -> argparse.ArgumentParser:
