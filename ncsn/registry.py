@@ -49,7 +49,9 @@ import yaml
 
 from ncsn.checkpoint import FORMAT, check_compatible, file_sha256, load_checkpoint
 from ncsn.config import Config, PathsConfig
-from ncsn.tracking import NullTracker, Tracker, connect, quiet_mlflow, redact
+from ncsn.redaction import redact
+from ncsn.trackers import NullTracker, Tracker
+from ncsn.tracking import connect, quiet_mlflow
 
 CHAMPION = "champion"
 FLAVOR = "ncsn"

@@ -18,42 +18,32 @@ under it. A run ends FINISHED, FAILED on an exception, KILLED on Ctrl-C.
 Privacy. Nothing secret is logged: a parameter whose name looks like a credential, or whose
 value contains the value of an environment variable whose name does (``*TOKEN*``,
 ``*PASSWORD*``, ``*SECRET*``, ``*KEY*``, ...), or a URL's ``user:password@`` part, is logged
-as ``[redacted]``. MLflow's usage telemetry is switched off in this process and its children
+as ``[redacted]`` (``ncsn.redaction``). MLflow's usage telemetry is switched off in this process and its children
 (``MLFLOW_DISABLE_TELEMETRY=true`` unless the environment already says otherwise).
 
 With ``tracking.enabled: false`` both context managers yield a :class:`NullTracker` and MLflow
-is not imported.
+is not imported. The trackers are in ``ncsn.trackers``; the noise levels are logged by
+``ncsn.sigma_logging``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import logging
-import math
 import os
-import re
-import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
-import torch
 import yaml
 
 from ncsn.config import Config, ConfigError
+from ncsn.redaction import redact
+from ncsn.trackers import NullTracker, Tracker
 
 log = logging.getLogger(__name__)
 
 PARENT_ENV = "NCSN_MLFLOW_PARENT_RUN_ID"
 STAGE_TAG = "ncsn.stage"
-REDACTED = "[redacted]"
-MAX_PARAM_LENGTH = 6000  # mlflow.utils.validation.MAX_PARAM_VAL_LENGTH
-MAX_TAG_LENGTH = 8000  # mlflow.utils.validation.MAX_TAG_VAL_LENGTH
-SIGMAS_PARAM_LENGTH = 500  # longer schedules are shortened in the parameter (the CSV has them all)
-
-_SECRET_NAME = re.compile(r"token|passw|secret|credential|auth|key", re.IGNORECASE)
-_URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
-_MIN_SECRET_LENGTH = 6  # shorter environment values ("1", "true") would redact everything
 
 
 # ----------------------------------------------------------------------------- where runs go
@@ -127,102 +117,6 @@ def configure(cfg: Config) -> str:
                           f" restore it (mlflow experiments restore --experiment-id {experiment.experiment_id})"
                           " or choose another name.")
     return experiment.experiment_id
-
-
-# ----------------------------------------------------------------------------- secrets
-
-
-def _secret_values() -> list[str]:
-    """Values of environment variables whose names look like credentials, longest first."""
-    values = {v for k, v in os.environ.items() if _SECRET_NAME.search(k) and len(v) >= _MIN_SECRET_LENGTH}
-    return sorted(values, key=len, reverse=True)
-
-
-def redact(key: str, value: Any, secrets: list[str] | None = None) -> Any:
-    """``value``, or ``[redacted]`` when ``key`` or ``value`` looks secret (see module docstring)."""
-    secrets = _secret_values() if secrets is None else secrets
-    if _SECRET_NAME.search(key.rsplit(".", 1)[-1]) and value not in (None, ""):
-        return REDACTED
-    if isinstance(value, str):
-        text = _URL_USERINFO.sub(f"{REDACTED}@", value)
-        return REDACTED if any(s in text for s in secrets) else text
-    if isinstance(value, (list, tuple)):
-        return type(value)(redact(key, v, secrets) for v in value)
-    if isinstance(value, dict):
-        return {k: redact(k, v, secrets) for k, v in value.items()}
-    return value
-
-
-def _clip(text: str, limit: int) -> str:
-    suffix = "...[truncated]"
-    return text if len(text) <= limit else text[: limit - len(suffix)] + suffix
-
-
-# ----------------------------------------------------------------------------- trackers
-
-
-class Tracker:
-    """Logs into one MLflow run (``run_id``), whichever run is active in MLflow's fluent API."""
-
-    def __init__(self, run_id: str) -> None:
-        from mlflow import MlflowClient
-
-        self.run_id: str | None = run_id
-        self._client = MlflowClient()
-
-    def log_params(self, params: dict[str, Any]) -> None:
-        """Log parameters, redacting secrets and clipping values to MLflow's length limit."""
-        from mlflow.entities import Param
-
-        secrets = _secret_values()
-        items = [Param(k, _clip(str(redact(k, v, secrets)), MAX_PARAM_LENGTH)) for k, v in params.items()]
-        for start in range(0, len(items), 100):  # MLflow's limit per batch
-            self._client.log_batch(self.run_id, params=items[start:start + 100])
-
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        """Log numbers (NaN and infinities included) at ``step`` (0 when None)."""
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
-        self._client.log_batch(self.run_id, metrics=items)
-
-    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        """Copy a file, or a folder's content, into the run's artifacts (under ``artifact_path``).
-
-        :raises FileNotFoundError: when ``path`` does not exist.
-        """
-        path = Path(path)
-        if path.is_dir():
-            self._client.log_artifacts(self.run_id, str(path), artifact_path)
-        elif path.is_file():
-            self._client.log_artifact(self.run_id, str(path), artifact_path)
-        else:
-            raise FileNotFoundError(f"cannot log artifact {path}: not found")
-
-    def set_tags(self, tags: dict[str, Any]) -> None:
-        """Set run tags (values as strings; secrets redacted)."""
-        secrets = _secret_values()
-        for key, value in tags.items():
-            self._client.set_tag(self.run_id, key, _clip(str(redact(key, value, secrets)), MAX_TAG_LENGTH))
-
-
-class NullTracker:
-    """The tracker when ``tracking.enabled`` is false: every method does nothing."""
-
-    run_id: str | None = None
-
-    def log_params(self, params: dict[str, Any]) -> None:
-        pass
-
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        pass
-
-    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        pass
-
-    def set_tags(self, tags: dict[str, Any]) -> None:
-        pass
 
 
 # ----------------------------------------------------------------------------- runs
@@ -301,61 +195,3 @@ def pipeline_run(cfg: Config) -> Iterator[Tracker | NullTracker]:
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
-
-
-# ----------------------------------------------------------------------------- the noise levels
-
-
-def _sigmas_param(values: list[float]) -> str:
-    """``"1, 0.599, ..., 0.01"``; shortened to head and tail, saying so, past SIGMAS_PARAM_LENGTH."""
-    text = ", ".join(f"{s:.6g}" for s in values)
-    if len(text) <= SIGMAS_PARAM_LENGTH:
-        return text
-    k = 8
-    head, tail = (", ".join(f"{s:.6g}" for s in part) for part in (values[:k], values[-k:]))
-    return f"{head}, ..., {tail} [truncated: {2 * k} of {len(values)} levels shown; all in sigmas.csv]"
-
-
-def log_sigma_schedule(tracker: Tracker | NullTracker, sigmas: torch.Tensor, out_dir: Path) -> None:
-    """Log the noise levels σ_1 > ... > σ_L three ways: parameter, CSV and log-scale plot.
-
-    Parameters ``sigmas`` (comma-separated; head and tail only, marked ``[truncated: ...]``, when
-    long), ``sigmas.num_levels``, ``sigmas.begin``, ``sigmas.end``; artifacts
-    ``sigma_schedule/sigmas.csv`` (``level,sigma``; the train stage's file when it is there) and
-    ``sigma_schedule/sigmas.png``, both written to ``out_dir``.
-
-    :param sigmas: [L] descending noise levels.
-    """
-    assert sigmas.ndim == 1 and len(sigmas) > 0, f"expected [L] noise levels, got shape {tuple(sigmas.shape)}"
-    values = [float(s) for s in sigmas.detach().cpu().double()]
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    csv_path, png_path = out_dir / "sigmas.csv", out_dir / "sigmas.png"
-    if not csv_path.is_file():  # ncsn.train writes it in the train stage
-        with csv_path.open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["level", "sigma"])
-            writer.writerows([i, f"{s:.8g}"] for i, s in enumerate(values))
-    _plot_sigmas(values, png_path)
-    tracker.log_params({"sigmas": _sigmas_param(values), "sigmas.num_levels": len(values),
-                        "sigmas.begin": f"{values[0]:.6g}", "sigmas.end": f"{values[-1]:.6g}"})
-    tracker.log_artifact(csv_path, "sigma_schedule")
-    tracker.log_artifact(png_path, "sigma_schedule")
-
-
-def _plot_sigmas(values: list[float], path: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5, 3.2), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    ax.plot(range(len(values)), values, marker="o", markersize=3)
-    ax.set_yscale("log")
-    ax.set_xlabel("level i (0 = largest)")
-    ax.set_ylabel("σ_i")
-    ratio = (values[-1] / values[0]) ** (1 / (len(values) - 1)) if len(values) > 1 else math.nan
-    ax.set_title(f"{len(values)} noise levels, σ_(i+1)/σ_i = {ratio:.3g}")
-    ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)

@@ -15,8 +15,8 @@ import yaml
 
 from ncsn.config import Config, config_from_dict
 from ncsn.sigmas import geometric_sigmas
-from ncsn.tracking import (PARENT_ENV, SIGMAS_PARAM_LENGTH, NullTracker, log_sigma_schedule, pipeline_run,
-                           stage_run, tracking_uri)
+from ncsn.sigma_logging import SIGMAS_PARAM_LENGTH, log_sigma_schedule
+from ncsn.tracking import PARENT_ENV, NullTracker, pipeline_run, stage_run, tracking_uri
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402

@@ -13,7 +13,7 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
     import torch
 
     from ncsn.train import train
-    from ncsn.tracking import log_sigma_schedule
+    from ncsn.sigma_logging import log_sigma_schedule
 
     out_dir = Path(cfg.paths.train)
     final = train(cfg, cfg.paths.prepare, out_dir, on_metrics=tracker.log_metrics)
