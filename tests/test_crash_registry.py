@@ -34,7 +34,7 @@ from tests.registry_worker import KILL_POINTS, worker_config
 mlflow = pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402
 
-from ncsn import registry  # noqa: E402
+from ncsn.registered_model import files_problem  # noqa: E402
 from ncsn.registry import register_and_promote, resolve_model_uri  # noqa: E402
 
 NAME = "ncsn-mnist5k"
@@ -81,7 +81,7 @@ def _check_store(cfg: Config, checkpoints: list[Path], name: str = NAME) -> int:
     assert versions == list(range(1, len(versions) + 1))
     for version in versions:  # no half-registered version: every one is READY with its files
         assert client.get_model_version(name, str(version)).status == "READY"
-        assert registry._files_problem(client, name, str(version)) is None, version
+        assert files_problem(client, name, str(version)) is None, version
     try:
         champion = int(client.get_model_version_by_alias(name, "champion").version)
     except mlflow.exceptions.MlflowException:
