@@ -13,7 +13,8 @@ import yaml
 
 from ncsn.config import FiguresConfig, load_config
 from ncsn.figures import langevin_mixing, score_accuracy, ssm_noise
-from ncsn.figures.common import FIGURE_FILES, moving_average, small_mode_weight
+from ncsn.figures.common import FIGURE_FILES, moving_average
+from ncsn.figures.toy_training import small_mode_weight
 from ncsn.toy import GaussianMixture
 from tests.helpers import write_params
 

@@ -10,6 +10,9 @@ One module per figure; each exposes ``compute(...) -> results`` (the numbers, sa
 * :mod:`ncsn.figures.langevin_mixing` -- paper Fig. 3: plain Langevin dynamics gets the
   mixture weights wrong, annealed Langevin recovers 1/5 : 4/5, with exact and learned scores.
 
+Figures 1 and 3 share the 2-D setting and its training loop (:mod:`ncsn.figures.toy_training`);
+all three share the file names and plotting helpers of :mod:`ncsn.figures.common`.
+
 Figures 4-6 (sampling trajectory, inpainting, nearest neighbours) are drawn by the
 ``sample``, ``inpaint`` and ``evaluate`` stages and collected by the report (``ncsn.report``).
 """

@@ -27,7 +27,8 @@ import torch
 from torch import Tensor
 
 from ncsn.config import FiguresConfig
-from ncsn.figures.common import SMALL_MODE, pyplot, save_figure, small_mode_weight, train_toy_score, uniform_box
+from ncsn.figures.common import pyplot, save_figure
+from ncsn.figures.toy_training import SMALL_MODE, small_mode_weight, train_toy_score, uniform_box
 from ncsn.losses import dsm_loss
 from ncsn.models import LevelMLP
 from ncsn.sampling import annealed_langevin, langevin

@@ -22,7 +22,8 @@ import torch
 from torch import Tensor
 
 from ncsn.config import FiguresConfig
-from ncsn.figures.common import BOX, pyplot, save_figure, train_toy_score
+from ncsn.figures.common import pyplot, save_figure
+from ncsn.figures.toy_training import BOX, train_toy_score
 from ncsn.losses import ssm_loss
 from ncsn.models import LevelMLP
 from ncsn.toy import GaussianMixture, paper_mixture
