@@ -38,7 +38,7 @@ from ncsn.registered_model import ARTIFACT_PATH, RegistryError, files_problem, m
 from ncsn.trackers import NullTracker, Tracker
 from ncsn.tracking import connect
 
-__all__ = ["CHAMPION", "RegistryError", "fid_of", "register_and_promote", "resolve_model_uri"]
+__all__ = ["CHAMPION", "RegistryError", "fid_of", "model_name", "register_and_promote", "resolve_model_uri"]
 
 CHAMPION = "champion"
 # metrics.json key -> FID kind (ncsn.evaluation.extractor: "" = Inception).

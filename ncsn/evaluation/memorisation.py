@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ncsn.evaluation.files import write_bytes
+from ncsn.evaluation.json_csv import write_bytes
 from ncsn.images import save_grid
 
 

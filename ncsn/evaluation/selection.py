@@ -27,7 +27,7 @@ from tqdm import tqdm
 from ncsn.config import Config
 from ncsn.evaluation.extractor import Extractor
 from ncsn.evaluation.fidelity import fidelity_metrics
-from ncsn.evaluation.files import write_csv
+from ncsn.evaluation.json_csv import write_csv
 from ncsn.generate import ScoreModel, load_for_sampling, sample_batch, to_uint8
 
 

@@ -28,7 +28,7 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
     from ncsn.data import load_split
     from ncsn.distributed import resolve_device
     from ncsn.evaluation.classifier import accuracy, save_classifier, save_untrained_marker, timed_train
-    from ncsn.evaluation.files import write_json
+    from ncsn.evaluation.json_csv import write_json
 
     out_dir = Path(cfg.paths.classifier)
     train = load_split(cfg.paths.prepare, "train")

@@ -93,7 +93,7 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
     from ncsn.evaluation import EvaluationError
     from ncsn.evaluation.extractor import resolve_extractor
     from ncsn.evaluation.fidelity import fidelity_metrics
-    from ncsn.evaluation.files import write_json
+    from ncsn.evaluation.json_csv import write_json
     from ncsn.evaluation.selection import best_snapshot, score_snapshots, write_scores_csv
     from ncsn.shards import read_samples
 

@@ -1,4 +1,4 @@
-"""Small atomic writers for the evaluation outputs (temporary file + ``os.replace``)."""
+"""Atomic writers of the evaluation outputs: JSON (metrics), CSV (tables) and raw bytes (pictures)."""
 
 from __future__ import annotations
 
