@@ -53,7 +53,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 
-_DIGIT_DATASETS = ("mnist5k", "mnist")
+_MNIST_LIKE = ("mnist5k", "mnist", "fashion_mnist")  # 28×28 grayscale: the paper's MNIST settings
 
 
 def profile_values(profile: str, dataset: str) -> dict[str, dict[str, Any]]:
@@ -62,6 +62,6 @@ def profile_values(profile: str, dataset: str) -> dict[str, dict[str, Any]]:
     if dataset == "gmm":
         values["model"] = {**values.get("model", {}), "arch": "mlp", "ngf": 128, "sigma_begin": 20.0,
                            "sigma_end": 1.0}
-    elif profile == "paper" and dataset in _DIGIT_DATASETS:
+    elif profile == "paper" and dataset in _MNIST_LIKE:
         values["model"] = {**values["model"], "ngf": 64}
     return values

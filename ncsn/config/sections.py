@@ -11,7 +11,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
-DATASETS = ("mnist5k", "mnist", "cifar10", "celeba", "folder", "gmm")
+DATASETS = ("mnist5k", "mnist", "fashion_mnist", "cifar10", "celeba", "folder", "gmm")
 ARCHS = ("ncsn", "ncsnv2", "unet", "mlp")
 
 
@@ -20,7 +20,7 @@ class BaseConfig:
     """Shared by every stage."""
 
     seed: int = 0
-    dataset: Literal["mnist5k", "mnist", "cifar10", "celeba", "folder", "gmm"] = "mnist5k"
+    dataset: Literal["mnist5k", "mnist", "fashion_mnist", "cifar10", "celeba", "folder", "gmm"] = "mnist5k"
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 

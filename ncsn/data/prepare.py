@@ -6,7 +6,7 @@
     out_dir/test.pt      the same for the held-out split
     out_dir/stats.json   see :func:`prepare`
 
-Splits: MNIST, CIFAR-10 and CelebA keep their official train/test partitions; mnist5k,
+Splits: MNIST, Fashion-MNIST, CIFAR-10 and CelebA keep their official train/test partitions; mnist5k,
 gmm and folder are split by :func:`ncsn.data.split.split_indices` seeded with
 ``data.split_seed`` (folder: at most a fifth held out, see ``folder_test_size``).
 """
@@ -31,8 +31,8 @@ from ncsn.data.transforms import resize_images
 
 log = logging.getLogger(__name__)
 
-NATIVE_SIZE = {"mnist5k": 28, "mnist": 28, "cifar10": 32, "celeba": 32}
-NATIVE_CHANNELS = {"mnist5k": 1, "mnist": 1, "cifar10": 3, "celeba": 3}
+NATIVE_SIZE = {"mnist5k": 28, "mnist": 28, "fashion_mnist": 28, "cifar10": 32, "celeba": 32}
+NATIVE_CHANNELS = {"mnist5k": 1, "mnist": 1, "fashion_mnist": 1, "cifar10": 3, "celeba": 3}
 
 
 @dataclass(frozen=True)
@@ -81,10 +81,11 @@ def load_dataset(cfg: Config) -> LoadedDataset:
         if d.image_size is not None:
             images = resize_images(images, d.image_size)
         return _seeded_split(images, labels, d.n_test, d.split_seed, str(path))
-    elif name == "mnist":
-        from ncsn.data.torchvision_sets import load_mnist
+    elif name in ("mnist", "fashion_mnist"):
+        from ncsn.data.idx import IDX_DATASETS, load_idx_dataset
 
-        return _official(*load_mnist(d.root, download=d.download), Path(d.root) / "MNIST" / "raw", d.image_size)
+        return _official(*load_idx_dataset(name, d.root, download=d.download),
+                         IDX_DATASETS[name].raw_folder(d.root), d.image_size)
     elif name == "cifar10":
         from ncsn.data.torchvision_sets import CIFAR10_FOLDER, load_cifar10
 
@@ -115,7 +116,7 @@ def load_dataset(cfg: Config) -> LoadedDataset:
 
 def compute_stats(cfg: Config, dataset: LoadedDataset) -> dict[str, Any]:
     """The contents of ``stats.json`` (see :func:`prepare`)."""
-    from ncsn.distributed import resolve_device
+    from ncsn.devices import resolve_device
 
     train = dataset.train.data
     shape = list(train.shape[1:])

@@ -1,10 +1,9 @@
-"""MNIST, CIFAR-10 and CelebA in torchvision's on-disk layouts under ``data.root``.
+"""CIFAR-10 and CelebA in torchvision's on-disk layouts under ``data.root``
+(MNIST and Fashion-MNIST: :mod:`ncsn.data.idx`).
 
 ==========  ===============================  ================================================
 dataset     folder                           files
 ==========  ===============================  ================================================
-mnist       ``<root>/MNIST/raw``             ``{train,t10k}-{images-idx3,labels-idx1}-ubyte``
-                                             (or the same names with ``.gz``)
 cifar10     ``<root>/cifar-10-batches-py``   ``data_batch_1`` … ``data_batch_5``, ``test_batch``
                                              from the official ``cifar-10-python.tar.gz``
 celeba      ``<root>/celeba``                ``img_align_celeba/`` and the five ``list_*.txt`` /
@@ -24,9 +23,7 @@ MD5 check runs only when downloading.
 
 from __future__ import annotations
 
-import gzip
 import pickle
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +34,6 @@ from tqdm import tqdm
 
 from ncsn.data.errors import DataError
 
-MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-               "t10k-labels-idx1-ubyte")
 CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR10_TEST = ("test_batch",)
@@ -49,7 +44,8 @@ CELEBA_CROP = 140  # paper: centre crop 140×140, then resize
 Splits = tuple[Tensor, Tensor | None, Tensor, Tensor | None]  # train images, labels, test images, labels
 
 
-def _how_to_download() -> str:
+def how_to_download() -> str:
+    """The end of every missing-files message: how to let torchvision fetch the files."""
     return ("or turn downloading on: dvc exp run -S data.download=true "
             "(or set `data.download: true` in params.yaml)")
 
@@ -58,50 +54,14 @@ def missing_files_error(name: str, folder: Path, missing: list[str], expected: s
     """The error for a dataset whose files are absent and downloading is off."""
     shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
     return DataError(f"{name} not found: {folder} is missing {shown}. Put {expected} in {folder}, "
-                     f"{_how_to_download()}.")
+                     f"{how_to_download()}.")
 
 
-def _download_error(name: str, folder: Path, err: BaseException) -> DataError:
+def download_error(name: str, folder: Path, err: BaseException) -> DataError:
+    """The error for a failed download: its first line, and how to place the files by hand."""
     reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return DataError(f"downloading {name} into {folder} failed ({reason}). Download it by hand and put the "
                      f"files in {folder}, then run with data.download=false.")
-
-
-# ----------------------------------------------------------------------------- MNIST
-def _gunzip_missing(raw: Path) -> None:
-    """Decompress ``X.gz`` to ``X`` for every MNIST file present only compressed."""
-    for name in MNIST_FILES:
-        target, packed = raw / name, raw / f"{name}.gz"
-        if not target.is_file() and packed.is_file():
-            tmp = raw / f".{name}.tmp"
-            with gzip.open(packed, "rb") as src, tmp.open("wb") as dst:
-                shutil.copyfileobj(src, dst)
-            tmp.replace(target)
-
-
-def load_mnist(root: str | Path, *, download: bool) -> Splits:
-    """The official 60,000 / 10,000 MNIST split through ``torchvision.datasets.MNIST``.
-
-    :return: images uint8 [N, 1, 28, 28] and labels int64 [N], for train then test.
-    """
-    from torchvision.datasets import MNIST
-
-    raw = Path(root) / "MNIST" / "raw"
-    if raw.is_dir():
-        _gunzip_missing(raw)
-    missing = [n for n in MNIST_FILES if not (raw / n).is_file()]
-    if missing and not download:
-        raise missing_files_error("MNIST", raw, missing, "the four IDX files (optionally .gz) from "
-                                  "https://yann.lecun.com/exdb/mnist/")
-    out: list[Any] = []
-    for train in (True, False):
-        try:
-            ds = MNIST(str(root), train=train, download=download)
-        except Exception as err:  # URLError, md5 mismatch, unreadable IDX file, ...
-            raise _download_error("MNIST", raw, err) if download else DataError(
-                f"MNIST files in {raw} are unreadable ({err}); replace them, {_how_to_download()}.") from None
-        out += [ds.data[:, None].contiguous(), ds.targets.to(torch.int64)]
-    return tuple(out)  # type: ignore[return-value]
 
 
 # ----------------------------------------------------------------------------- CIFAR-10
@@ -135,7 +95,7 @@ def read_cifar_batch(path: Path) -> tuple[Tensor, Tensor]:
         labels = np.asarray(entry["labels"], dtype=np.int64).reshape(-1)
     except (OSError, EOFError, pickle.UnpicklingError, KeyError, TypeError, ValueError) as err:
         raise DataError(f"{path} is not a CIFAR-10 batch ({err}); replace it with the file from the official "
-                        f"cifar-10-python.tar.gz, {_how_to_download()}.") from None
+                        f"cifar-10-python.tar.gz, {how_to_download()}.") from None
     if len(labels) != len(data):
         raise DataError(f"{path}: {len(data)} images but {len(labels)} labels")
     return torch.from_numpy(data.copy()), torch.from_numpy(labels)
@@ -155,7 +115,7 @@ def load_cifar10(root: str | Path, *, download: bool) -> Splits:
         try:
             CIFAR10(str(root), train=True, download=True)
         except Exception as err:
-            raise _download_error("CIFAR-10", folder, err) from None
+            raise download_error("CIFAR-10", folder, err) from None
     missing = [n for n in CIFAR10_TRAIN + CIFAR10_TEST if not (folder / n).is_file()]
     if missing:
         raise missing_files_error("CIFAR-10", folder, missing, "data_batch_1..5 and test_batch from "
@@ -189,8 +149,8 @@ def load_celeba(root: str | Path, *, image_size: int, download: bool) -> Splits:
         try:
             ds = CelebA(str(root), split=split, target_type=[], transform=transform, download=download)
         except Exception as err:  # gdown missing, quota exceeded, md5 mismatch, ...
-            raise _download_error("CelebA", folder, err) if download else DataError(
-                f"CelebA files in {folder} are corrupt ({err}); replace them, {_how_to_download()}.") from None
+            raise download_error("CelebA", folder, err) if download else DataError(
+                f"CelebA files in {folder} are corrupt ({err}); replace them, {how_to_download()}.") from None
         images = torch.empty(len(ds), 3, image_size, image_size, dtype=torch.uint8)
         for i in tqdm(range(len(ds)), desc=f"celeba {split}", unit="img", mininterval=2.0):
             images[i] = ds[i][0].expand(3, -1, -1)

@@ -2,7 +2,7 @@
 
 Modules, one concept each:
 
-* ``classifier``   a small CNN trained on the dataset's labels (offline feature extractor for digits)
+* ``classifier``   a small CNN trained on the dataset's labels (offline feature extractor for MNIST-like data)
 * ``extractor``    which feature extractor measures the samples: the classifier, Inception-v3, raw vectors
 * ``fidelity``     uint8 images in, metrics out, through ``torch_fidelity.calculate_metrics``
 * ``selection``    a fast FID per training snapshot (the paper's checkpoint selection)

@@ -1,7 +1,8 @@
-"""A small image classifier: the offline feature extractor for digit datasets.
+"""A small image classifier: the offline feature extractor for MNIST-like datasets.
 
 Inception-v3 features need weights that cannot be downloaded offline, and Inception
-was never trained on digits. For MNIST-like data we train this CNN on the dataset's
+was never trained on 28×28 grayscale digits or clothes. For MNIST-like data (mnist5k,
+mnist, fashion_mnist: 10 classes each) we train this CNN on the dataset's
 own labels and use its logits (for a classifier-IS) and its penultimate layer (for a
 classifier-FID / -KID). Those numbers are not comparable to Inception numbers.
 

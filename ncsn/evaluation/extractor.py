@@ -1,13 +1,13 @@
 """Which network measures the samples, and how torch-fidelity gets its weights.
 
 Three feature extractors, chosen by ``evaluate.extractor`` (``auto``: the classifier
-for digit datasets, Inception-v3 for other images, raw coordinates for vector data):
+for the labelled 28×28 datasets, Inception-v3 for other images, raw coordinates for vector data):
 
 * ``inception-v3-compat``: torch-fidelity's port of the TensorFlow Inception-v3 used by
   the paper's IS/FID. Metric keys ``is``, ``fid``, ``kid_mean``, ... Needs the weights file
   ``weights-inception-2015-12-05-6726825d.pth`` (offline: no download is attempted).
-* ``ncsn-digit-classifier``: :class:`ClassifierExtractor`, the CNN of the classifier stage.
-  Keys ``classifier_is``, ``classifier_fid``, ...: not comparable to Inception numbers.
+* ``ncsn-digit-classifier``: :class:`ClassifierExtractor`, the CNN of the classifier stage
+  (trained on the dataset's own labels: digits, or Fashion-MNIST's clothes). Keys ``classifier_is``, ``classifier_fid``, ...: not comparable to Inception numbers.
 * ``ncsn-raw-vector``: :class:`RawVectorExtractor`, the identity on vector data (the 2-D
   toy mixture). Keys ``raw_fid``, ``raw_kid_mean``: Fréchet / kernel distances of the points.
 
@@ -43,7 +43,7 @@ from ncsn.evaluation.classifier import load_classifier
 
 log = logging.getLogger(__name__)
 
-DIGIT_DATASETS = ("mnist5k", "mnist")
+CLASSIFIER_DATASETS = ("mnist5k", "mnist", "fashion_mnist")  # labelled 28×28 grayscale images, 10 classes
 CLASSIFIER_NAME = "ncsn-digit-classifier"
 RAW_NAME = "ncsn-raw-vector"
 INCEPTION_NAME = "inception-v3-compat"
@@ -172,7 +172,7 @@ def _missing_weights_message(path: Path, *, configured: bool) -> str:
     return (f"Inception weights missing: {where}. FID/IS need {INCEPTION_FILE} (download it on a machine with"
             f" internet from {INCEPTION_URL}) placed at {default_inception_path()}, or set evaluate.weights_path"
             " in params.yaml to the file's location. It is read with weights_only=True; use a file you trust."
-            " For digit datasets evaluate.extractor: classifier works offline.")
+            f" For {', '.join(CLASSIFIER_DATASETS)} evaluate.extractor: classifier works offline.")
 
 
 def resolve_inception_path(weights_path: str | None) -> Path:
@@ -231,7 +231,7 @@ def resolve_extractor(cfg: Config, *, vector_data: bool, classifier_path: str | 
                                   " vectors: set evaluate.extractor: auto")
         return Extractor("raw", RAW_NAME, "raw_", rgb=False, has_is=False)
     if choice == "auto":
-        choice = "classifier" if cfg.base.dataset in DIGIT_DATASETS else "inception"
+        choice = "classifier" if cfg.base.dataset in CLASSIFIER_DATASETS else "inception"
     if choice == "classifier":
         if classifier_path is None:
             raise EvaluationError("evaluate.extractor: classifier needs the classifier stage's classifier.pt")
