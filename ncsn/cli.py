@@ -1,4 +1,4 @@
-"""The ``ncsn`` command: one thin sub-command per pipeline stage, plus ``ncsn pipeline``.
+"""The ``ncsn`` command: one thin sub-command per pipeline stage, plus ``ncsn pipeline`` and ``ncsn compare``.
 
 Each stage lives in ``ncsn/stages/<name>.py`` and exposes
 ``run(cfg: Config, tracker: Tracker, args: argparse.Namespace) -> None`` and,
@@ -32,9 +32,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from ncsn.data import DataError
     from ncsn.evaluation import EvaluationError
     from ncsn.registry import RegistryError
+    from ncsn.shards import SampleError
     from ncsn.train import TrainingDiverged
 
-    return (ConfigError, CheckpointError, DataError, TrainingDiverged, EvaluationError, RegistryError,
+    return (ConfigError, CheckpointError, DataError, TrainingDiverged, EvaluationError, RegistryError, SampleError,
             FileNotFoundError, PermissionError)
 
 
@@ -52,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     pipeline.add_arguments(sub.add_parser("pipeline", help="run every stage of dvc.yaml in order, "
                                                          "inside one MLflow run"))
+    from ncsn.compare import command as compare
+
+    compare.add_arguments(sub.add_parser("compare", help="compare MLflow runs side by side: "
+                                                       "one HTML page and a CSV"))
     return parser
 
 
@@ -63,6 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ncsn import pipeline
 
         return pipeline.run(args)
+    if args.stage == "compare":
+        from ncsn.compare import command as compare
+
+        return compare.run(args)
     try:
         from ncsn.config import load_config
         from ncsn.tracking import stage_run
