@@ -32,10 +32,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from ncsn.data import DataError
     from ncsn.evaluation import EvaluationError
     from ncsn.registry import RegistryError
-    from ncsn.shards import SampleError
     from ncsn.train import TrainingDiverged
 
-    return (ConfigError, CheckpointError, DataError, TrainingDiverged, EvaluationError, RegistryError, SampleError,
+    return (ConfigError, CheckpointError, DataError, TrainingDiverged, EvaluationError, RegistryError,
             FileNotFoundError, PermissionError)
 
 
