@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ncsn.models.normalization import ConditionalInstanceNorm2dPlus, InstanceNorm2dPlus
-from ncsn.models.refinenet import NCSN
+from ncsn.models.refinenet import CondRefineNetDilated, NCSN
 
 SIGMAS = torch.logspace(0, -2, 10)  # the paper's σ₁ = 1 … σ_L = 0.01, L = 10
 
@@ -186,3 +186,9 @@ def test_device_and_dtype_follow_the_module() -> None:
     model = NCSN(1, 28, 8, 10, sigmas=SIGMAS, conditional=False).double()
     out = model(_images((1, 1, 28, 28)).double(), torch.tensor([0]))
     assert out.dtype == torch.float64
+
+
+def test_the_reference_name_finds_the_paper_network() -> None:
+    """``CondRefineNetDilated`` (ermongroup/ncsn) is this network, with the same state-dict keys."""
+    assert CondRefineNetDilated is NCSN
+    assert CondRefineNetDilated(1, 28, 8, 10).state_dict().keys() == NCSN(1, 28, 8, 10).state_dict().keys()

@@ -3,7 +3,8 @@
 Every network takes ``x`` ([B, C, H, W] images in [0, 1], or [B, D] vectors) and
 ``levels`` (int64 [B], indices into the descending noise levels, 0 = largest σ).
 
-* ``ncsn``:   the paper's RefineNet with conditional instance norm++ (``refinenet.NCSN``).
+* ``ncsn``:   the paper's RefineNet with conditional instance norm++ (``refinenet.NCSN``,
+            the reference code's ``CondRefineNetDilated``).
 * ``ncsnv2``: the same network unconditioned, output divided by σ (NCSNv2 technique 3).
 * ``unet``:   a small noise-conditional U-Net for CPUs (``unet.UNet``).
 * ``mlp``:    a noise-conditional MLP for vector data such as the 2-D toy mixture (``mlp.LevelMLP``).

@@ -14,6 +14,9 @@ from ncsn.models.normalization import ConditionalInstanceNorm2dPlus, InstanceNor
 class NCSN(nn.Module):
     """Noise Conditional Score Network s_θ(x, i) (Song & Ermon 2019, the 4-cascade RefineNet).
 
+    The reference implementation (ermongroup/ncsn, ``models/cond_refinenet_dilated.py``)
+    calls it ``CondRefineNetDilated``; that name is an alias of this class.
+
     Layout (sizes for a 28×28 input, widths in units of ngf)::
 
         x → 2x − 1 → conv 3×3                                  28×28×1
@@ -122,3 +125,6 @@ class NCSN(nn.Module):
             assert self.sigmas is not None
             out = out / self.sigmas[levels].view(-1, 1, 1, 1)
         return out.contiguous()
+
+
+CondRefineNetDilated = NCSN  # the reference implementation's name for the paper's network
