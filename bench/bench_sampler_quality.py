@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ncsn.data import load_split  # noqa: E402
 from ncsn.evaluation.extractor import CLASSIFIER_NAME, Extractor  # noqa: E402
 from ncsn.evaluation.fidelity import fidelity_metrics  # noqa: E402
-from ncsn.generate import initial_state, load_score_model, to_uint8  # noqa: E402
+from ncsn.score_model import initial_state, load_score_model, to_uint8  # noqa: E402
 from ncsn.sampling import annealed_langevin_progressive, predictor_corrector, technique4_eps  # noqa: E402
 
 # (kind, T, eps): eps None means technique 4 for that T.

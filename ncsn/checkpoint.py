@@ -15,22 +15,32 @@ Layout of a checkpoint dict::
     ema          state dict of the EMA network, or None
     optimizer    optimiser state dict (training checkpoints only)
     rng          generator states (training checkpoints only)
+
+The train stage's final sampling checkpoint, ``paths.train/model.pt``, has one owner:
+:func:`final_model_path` names it and :func:`load_final_model` loads and checks it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import pickle
 import re
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ncsn.atomic import atomic_write, os_error_in
 
+if TYPE_CHECKING:
+    from ncsn.config import Config
+
+log = logging.getLogger(__name__)
+
 FORMAT = "ncsn-checkpoint/1"
+MODEL_FILE = "model.pt"  # the final sampling checkpoint in paths.train
 _CKPT_RE = re.compile(r"^ckpt_(\d+)\.pt$")
 
 
@@ -103,6 +113,27 @@ def check_compatible(ckpt: dict[str, Any], *, arch: str, dataset: str, source: s
         raise CheckpointError(f"{source}: expected a checkpoint trained on {dataset!r}, found {found_dataset!r}")
 
 
+def final_model_path(cfg: Config) -> Path:
+    """``paths.train/model.pt``: the final sampling checkpoint that the train stage writes."""
+    return Path(cfg.paths.train) / MODEL_FILE
+
+
+def load_final_model(cfg: Config) -> tuple[Path, dict[str, Any]]:
+    """The final model of this configuration: its path and its checkpoint, loaded and checked.
+
+    :return: ``(final_model_path(cfg), checkpoint dict)``; the checkpoint was trained for
+        ``cfg.model.arch`` on ``cfg.base.dataset``.
+    :raises CheckpointError: missing (run the train stage), unreadable, unsafe, or written
+        for another architecture or dataset.
+    """
+    path = final_model_path(cfg)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found; run the train stage first: dvc repro train")
+    ckpt = load_checkpoint(path)
+    check_compatible(ckpt, arch=cfg.model.arch, dataset=cfg.base.dataset, source=path)
+    return path, ckpt
+
+
 def checkpoint_path(folder: str | Path, step: int) -> Path:
     """``folder/ckpt_{step:08d}.pt``."""
     return Path(folder) / f"ckpt_{step:08d}.pt"
@@ -118,12 +149,13 @@ def list_checkpoints(folder: str | Path) -> list[tuple[int, Path]]:
 
 
 def latest_valid_checkpoint(folder: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any] | None:
-    """The newest checkpoint in ``folder`` that loads; corrupt ones are skipped."""
+    """The newest checkpoint in ``folder`` that loads; the others are skipped with a warning
+    that names the file and why it was refused."""
     for _, path in reversed(list_checkpoints(folder)):
         try:
             return load_checkpoint(path, map_location)
-        except CheckpointError:
-            continue
+        except CheckpointError as err:
+            log.warning("skipping %s: %s", path, err)
     return None
 
 

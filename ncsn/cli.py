@@ -32,9 +32,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from ncsn.data import DataError
     from ncsn.evaluation import EvaluationError
     from ncsn.registry import RegistryError
+    from ncsn.shards import SampleError
     from ncsn.train import TrainingDiverged
 
-    return (ConfigError, CheckpointError, DataError, TrainingDiverged, EvaluationError, RegistryError,
+    return (ConfigError, CheckpointError, DataError, TrainingDiverged, EvaluationError, RegistryError, SampleError,
             FileNotFoundError, PermissionError)
 
 

@@ -1,9 +1,11 @@
-"""Inpainting with annealed Langevin dynamics (paper appendix, Algorithm 2).
+"""Inpainting (paper appendix, Algorithm 2) with either sampler of ``ncsn.sampler_spec``.
 
 Algorithm 1 plus one constraint: at level i a noisy copy ỹ = y + σ_i z of the
 observed image is drawn once, and after every Langevin step the observed pixels
-are reset to it, x ← x ⊙ (1 − m) + ỹ ⊙ m. The loop itself is
-:func:`ncsn.sampling.annealed_langevin`; the constraint is its ``hook``.
+are reset to it, x ← x ⊙ (1 − m) + ỹ ⊙ m. The loop itself is the sampler's
+(:func:`ncsn.sampling.annealed_langevin_progressive`, or the predictor-corrector
+sampler, whose predictor steps are followed by the constraint too); the constraint
+is its ``hook``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import torch
 from torch import Tensor
 
 from ncsn.rng import GeneratorLike, rand_like, randn_like
-from ncsn.sampling import annealed_langevin
+from ncsn.sampler_spec import SamplerSpec, progressive
+from ncsn.sampling import final_state
 
 
 def validate_mask(mask: Tensor, y: Tensor) -> Tensor:
@@ -41,13 +44,13 @@ def validate_mask(mask: Tensor, y: Tensor) -> Tensor:
 
 def inpaint(score_fn: Callable[[Tensor, Tensor], Tensor], y: Tensor, mask: Tensor, sigmas: Tensor, *,
             n_steps_each: int, eps: float, generator: GeneratorLike = None, x0: Tensor | None = None,
-            convention: str = "paper") -> Tensor:
+            convention: str = "paper", sampler: str = "ald", denoise: bool = False) -> Tensor:
     """Complete the unobserved pixels of ``y`` (paper Algorithm 2).
 
     For i = 1..L: ỹ = y + σ_i z (drawn once per level); T times the Langevin update of
     :func:`ncsn.sampling.annealed_langevin` with α_i (same ``eps``/``convention``), then
     x ← x ⊙ (1 − m) + ỹ ⊙ m. Returns x ⊙ (1 − m) + y ⊙ m, so observed pixels equal y exactly.
-    A mask with no observed pixel gives exactly ``annealed_langevin``'s samples.
+    A mask with no observed pixel gives exactly the sampler's samples.
 
     :param score_fn: s(x [B, ...], levels [B]) → [B, ...].
     :param y: [B, ...] images; only the observed pixels are read.
@@ -55,9 +58,12 @@ def inpaint(score_fn: Callable[[Tensor, Tensor], Tensor], y: Tensor, mask: Tenso
     :param sigmas: [L] noise levels, descending.
     :param n_steps_each: T.
     :param eps: ε (``"paper"``) or step_lr (``"reference"``).
+    :param sampler: ``"ald"`` (Algorithm 1) or ``"pc"`` (predictor-corrector; the constraint also
+        follows each predictor step, with the ỹ of the level it lands on).
+    :param denoise: end with the sampler's denoising step (before the observed pixels are set to y).
     :param generator: None, a ``torch.Generator``, or B per-example generators (ncsn.rng).
-        Draws, in order: x0 (when not given), then per level the Langevin noise of the
-        first step, ỹ, and the remaining steps' noise.
+        Draws, in order: x0 (when not given), then per level the noise of the first step
+        (``pc``: from level 2 on, the predictor's), ỹ, and the remaining steps' noise.
     :param x0: [B, ...] start; uniform on [0, 1) from ``generator`` when None.
     :return: [B, ...] completed images.
     """
@@ -75,6 +81,7 @@ def inpaint(score_fn: Callable[[Tensor, Tensor], Tensor], y: Tensor, mask: Tenso
         return torch.where(observed, current["y_tilde"], x)
 
     hook = clamp_observed if bool(observed.any()) else None
-    x = annealed_langevin(score_fn, x0, sigmas, n_steps_each=n_steps_each, eps=eps, generator=generator,
-                          convention=convention, hook=hook)
+    spec = SamplerSpec(sampler=sampler, n_steps_each=n_steps_each, eps=eps, convention=convention,
+                       denoise=denoise, num_levels=len(sigmas))
+    x = final_state(progressive(spec, score_fn, x0, sigmas, generator=generator, hook=hook), x0)
     return torch.where(observed, y, x)

@@ -204,7 +204,7 @@ def langevin(score_fn: Callable[[Tensor], Tensor], x0: Tensor, *, n_steps: int, 
 
 def predictor_corrector_progressive(score_fn: ScoreFn, x0: Tensor, sigmas: Tensor, *, n_steps_each: int,
                                     eps: float, generator: GeneratorLike = None, denoise: bool = True,
-                                    ) -> Iterator[tuple[int, Tensor]]:
+                                    hook: Hook | None = None) -> Iterator[tuple[int, Tensor]]:
     """Predictor-corrector sampling on the L noise levels (Song et al. 2021, PC with an
     ancestral predictor), yielding the state after the corrector steps of each level.
 
@@ -226,19 +226,21 @@ def predictor_corrector_progressive(score_fn: ScoreFn, x0: Tensor, sigmas: Tenso
     :param n_steps_each: T ≥ 0 corrector steps per level.
     :param eps: ε of the corrector (:func:`technique4_eps` picks one for T).
     :param generator: None, a ``torch.Generator``, or B per-example generators (ncsn.rng).
+    :param hook: ``hook(x, level_index) → x``, applied after every corrector step (level i) and
+        after every predictor step that lands on a level (i + 1); not after the denoising step.
     :return: an iterator over ``(level_index, x)`` as :func:`annealed_langevin_progressive`:
         indices 0..L−1 after each level's correctors, then ``(L, x)`` after the denoising step.
     """
     sigma_list = _checked_levels(x0, sigmas, n_steps_each, generator)
     alphas = step_sizes(sigma_list, eps)
     return _predictor_corrector_levels(score_fn, x0, sigma_list, alphas, n_steps_each=n_steps_each,
-                                       generator=generator, denoise=denoise)
+                                       generator=generator, denoise=denoise, hook=hook)
 
 
 @torch.inference_mode()
 def _predictor_corrector_levels(score_fn: ScoreFn, x0: Tensor, sigma_list: list[float], alphas: list[float], *,
                                 n_steps_each: int, generator: GeneratorLike, denoise: bool,
-                                ) -> Iterator[tuple[int, Tensor]]:
+                                hook: Hook | None) -> Iterator[tuple[int, Tensor]]:
     """The loop of :func:`predictor_corrector_progressive`."""
     batch, device = x0.shape[0], x0.device
     x = x0
@@ -248,6 +250,8 @@ def _predictor_corrector_levels(score_fn: ScoreFn, x0: Tensor, sigma_list: list[
         for _ in range(n_steps_each):
             # corrector: x ← x + (α_i/2) s(x, i) + √α_i z
             x = x + drift * score_fn(x, levels) + diffusion * randn_like(x, generator)
+            if hook is not None:
+                x = hook(x, i)
         yield i, x
         nxt = sigma_list[i + 1] if i + 1 < len(sigma_list) else 0.0
         if nxt == 0.0 and not denoise:
@@ -256,12 +260,14 @@ def _predictor_corrector_levels(score_fn: ScoreFn, x0: Tensor, sigma_list: list[
         x = x + (sigma ** 2 - nxt ** 2) * score_fn(x, levels)
         if nxt > 0:
             x = x + nxt * math.sqrt(1.0 - nxt ** 2 / sigma ** 2) * randn_like(x, generator)
+            if hook is not None:
+                x = hook(x, i + 1)
         else:
             yield len(sigma_list), x
 
 
 def predictor_corrector(score_fn: ScoreFn, x0: Tensor, sigmas: Tensor, *, n_steps_each: int, eps: float,
-                        generator: GeneratorLike = None, denoise: bool = True) -> Tensor:
+                        generator: GeneratorLike = None, denoise: bool = True, hook: Hook | None = None) -> Tensor:
     """Predictor-corrector sampling: the final state of :func:`predictor_corrector_progressive`,
     which documents the corrector and predictor steps and the arguments.
 
@@ -269,4 +275,4 @@ def predictor_corrector(score_fn: ScoreFn, x0: Tensor, sigmas: Tensor, *, n_step
     :return: [B, ...] samples (an ordinary tensor, not an inference tensor).
     """
     return final_state(predictor_corrector_progressive(score_fn, x0, sigmas, n_steps_each=n_steps_each, eps=eps,
-                                                       generator=generator, denoise=denoise), x0)
+                                                       generator=generator, denoise=denoise, hook=hook), x0)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 
 import torch
 
+from ncsn.sigmas import write_sigmas_csv
 from ncsn.trackers import NullTracker, Tracker
 
 SIGMAS_PARAM_LENGTH = 500  # longer schedules are shortened in the parameter (the CSV has them all)
@@ -39,10 +39,7 @@ def log_sigma_schedule(tracker: Tracker | NullTracker, sigmas: torch.Tensor, out
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, png_path = out_dir / "sigmas.csv", out_dir / "sigmas.png"
     if not csv_path.is_file():  # ncsn.train writes it in the train stage
-        with csv_path.open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["level", "sigma"])
-            writer.writerows([i, f"{s:.8g}"] for i, s in enumerate(values))
+        write_sigmas_csv(csv_path, values)
     _plot_sigmas(values, png_path)
     tracker.log_params({"sigmas": _sigmas_param(values), "sigmas.num_levels": len(values),
                         "sigmas.begin": f"{values[0]:.6g}", "sigmas.end": f"{values[-1]:.6g}"})

@@ -35,12 +35,16 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from ncsn.checkpoint import (FORMAT, atomic_save, checkpoint_path, latest_valid_checkpoint, prune_checkpoints)
-from ncsn.config import Config, ModelConfig
-from ncsn.distributed import DistInfo, barrier, bf16_slow_reason, init_distributed, local_rank, resolve_device
+from ncsn.checkpoint import (FORMAT, MODEL_FILE, atomic_save, checkpoint_path, latest_valid_checkpoint,
+                             prune_checkpoints)
+from ncsn.config import Config
+from ncsn.data.transforms import preprocess
+from ncsn.devices import bf16_slow_reason, resolve_device
+from ncsn.distributed import DistInfo, barrier, init_distributed, local_rank
 from ncsn.losses import dsm_loss
 from ncsn.models import build_model
-from ncsn.sigmas import geometric_sigmas, num_levels_for_dim
+from ncsn.sigmas import resolve_sigmas, write_sigmas_csv
+from ncsn.validation import validation_loss
 
 log = logging.getLogger(__name__)
 
@@ -62,27 +66,16 @@ class _Data:
     image_size: int
 
 
-def resolve_sigmas(model_cfg: ModelConfig, stats: dict[str, Any]) -> torch.Tensor:
-    """The geometric schedule, taking ``auto`` values from the prepare stage's stats.
+@dataclass
+class _State:
+    """Everything a training checkpoint restores."""
 
-    :return: [L] descending noise levels.
-    """
-    sigma_begin = stats["sigma_begin_suggestion"] if model_cfg.sigma_begin == "auto" else model_cfg.sigma_begin
-    if model_cfg.num_levels == "auto":
-        num_levels = num_levels_for_dim(math.prod(stats["shape"]), float(sigma_begin), model_cfg.sigma_end)
-    else:
-        num_levels = model_cfg.num_levels
-    return geometric_sigmas(float(sigma_begin), model_cfg.sigma_end, int(num_levels))
-
-
-def preprocess(batch: torch.Tensor, cfg: Config, generator: torch.Generator | None) -> torch.Tensor:
-    """Stored examples → model input: uint8 images to [0,1] (+ options); 2-D data as is."""
-    if batch.dtype != torch.uint8:
-        return batch.float()
-    from ncsn.data.transforms import resolve_flip, to_model_input
-
-    return to_model_input(batch, dequantize=cfg.data.dequantize, logit_transform=cfg.data.logit_transform,
-                          flip=resolve_flip(cfg), generator=generator)
+    model: nn.Module
+    ema: AveragedModel | None
+    optimizer: torch.optim.Optimizer
+    data_gen: torch.Generator  # batch indices, dequantisation, flips
+    noise_gen: torch.Generator  # levels and noise, on the device
+    step: int = 0
 
 
 def _load_data(cfg: Config, data_dir: Path) -> _Data:
@@ -90,9 +83,20 @@ def _load_data(cfg: Config, data_dir: Path) -> _Data:
 
     train = load_split(data_dir, "train").data
     val = load_split(data_dir, "test").data[: cfg.train.val_size]
-    if train.ndim == 2:
-        return _Data(train, val, channels=train.shape[1], image_size=0)
-    return _Data(train, val, channels=train.shape[1], image_size=train.shape[-1])
+    return _Data(train, val, channels=train.shape[1], image_size=0 if train.ndim == 2 else train.shape[-1])
+
+
+def _new_state(cfg: Config, data: _Data, sigmas: torch.Tensor, device: torch.device) -> _State:
+    """The model (seeded with ``base.seed``), Adam, the EMA and the generators at step 0."""
+    tc = cfg.train
+    torch.manual_seed(cfg.base.seed)
+    model = build_model(cfg.model, channels=data.channels, image_size=data.image_size, sigmas=sigmas).to(device)
+    if tc.channels_last and data.image_size:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, betas=(tc.beta1, 0.999), weight_decay=tc.weight_decay)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tc.ema_rate), use_buffers=True) if tc.ema else None
+    return _State(model, ema, optimizer, torch.Generator().manual_seed(cfg.base.seed),
+                  torch.Generator(device).manual_seed(cfg.base.seed + 12345))
 
 
 def _same_run(saved: dict[str, Any], cfg: Config) -> bool:
@@ -102,26 +106,93 @@ def _same_run(saved: dict[str, Any], cfg: Config) -> bool:
     return all(saved["train"][k] == now["train"][k] for k in _RESUME_TRAIN_KEYS)
 
 
-@torch.no_grad()
-def validation_loss(model: nn.Module, val: torch.Tensor, sigmas: torch.Tensor, cfg: Config,
-                    *, batch_size: int = 256) -> torch.Tensor:
-    """Mean DSM loss on held-out data at every noise level (paper: model comparison).
+def _resume(state: _State, out_dir: Path, cfg: Config, dist_info: DistInfo) -> None:
+    """Restore ``state`` from the newest valid checkpoint of this configuration, if any.
 
-    Uses a fixed generator, so values are comparable across steps and runs.
-
-    :return: [L] loss per level, weighted by sigma ** anneal_power as in training.
+    Checkpoints of another configuration are deleted (with the snapshots) and training starts afresh.
     """
-    device = sigmas.device
-    gen = torch.Generator(device).manual_seed(cfg.base.seed + 1)
-    cpu_gen = torch.Generator().manual_seed(cfg.base.seed + 1)
-    totals = torch.zeros(len(sigmas), device=device)
-    for start in range(0, len(val), batch_size):
-        x = preprocess(val[start:start + batch_size], cfg, cpu_gen).to(device)
-        for level in range(len(sigmas)):
-            levels = torch.full((len(x),), level, dtype=torch.long, device=device)
-            totals[level] += dsm_loss(model, x, sigmas, anneal_power=cfg.train.anneal_power, levels=levels,
-                                      generator=gen).sum()
-    return totals / len(val)
+    ckpt_dir = out_dir / "checkpoints"
+    saved = latest_valid_checkpoint(ckpt_dir)  # on CPU: generator states must stay there
+    if saved is not None and not _same_run(saved["config"], cfg):
+        if dist_info.is_main:
+            log.warning("%s holds checkpoints of a different configuration; starting afresh", ckpt_dir)
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+            shutil.rmtree(out_dir / "snapshots", ignore_errors=True)
+        saved = None
+    barrier(dist_info)
+    if saved is None:
+        return
+    state.model.load_state_dict(saved["model"])
+    state.optimizer.load_state_dict(saved["optimizer"])
+    if state.ema is not None:
+        state.ema.load_state_dict(saved["ema_full"])
+    state.data_gen.set_state(saved["rng"]["data"])
+    state.noise_gen.set_state(saved["rng"]["noise"])
+    state.step = saved["step"]
+    if dist_info.is_main:
+        log.info("resuming from step %d", state.step)
+
+
+def _sampling_state(state: _State, sigmas: torch.Tensor, cfg: Config, data: _Data) -> dict[str, Any]:
+    """The checkpoint a sampler needs (``ncsn.checkpoint`` layout, no optimiser or generators)."""
+    return {
+        "format": FORMAT,
+        "step": state.step,
+        "config": cfg.to_dict(),
+        "sigmas": sigmas.cpu(),
+        "data": {"dataset": cfg.base.dataset, "channels": data.channels, "image_size": data.image_size},
+        "model": {k: v.cpu() for k, v in state.model.state_dict().items()},
+        "ema": {k: v.cpu() for k, v in state.ema.module.state_dict().items()} if state.ema is not None else None,
+    }
+
+
+def _save(state: _State, sigmas: torch.Tensor, cfg: Config, data: _Data, out_dir: Path) -> None:
+    """A snapshot (sampling weights: the EMA's when on) and a full, resumable checkpoint."""
+    ckpt_dir = out_dir / "checkpoints"
+    sampling = _sampling_state(state, sigmas, cfg, data)
+    snapshot = {**sampling, "model": sampling["ema"] or sampling["model"], "ema": None}
+    atomic_save(snapshot, checkpoint_path(out_dir / "snapshots", state.step))
+    sampling["optimizer"] = state.optimizer.state_dict()
+    sampling["ema_full"] = state.ema.state_dict() if state.ema is not None else None
+    sampling["rng"] = {"data": state.data_gen.get_state(), "noise": state.noise_gen.get_state()}
+    atomic_save(sampling, checkpoint_path(ckpt_dir, state.step))
+    prune_checkpoints(ckpt_dir, keep=2)
+
+
+def _train_step(net: nn.Module, state: _State, data: _Data, sigmas: torch.Tensor, cfg: Config,
+                dist_info: DistInfo, out_dir: Path) -> float:
+    """One Adam step on this rank's slice of one global batch; returns the loss before the step.
+
+    :raises TrainingDiverged: when the loss is NaN or infinite (the weights are left unchanged).
+    """
+    tc, device = cfg.train, sigmas.device
+    global_batch = tc.batch_size * dist_info.world_size
+    lo, hi = dist_info.rank * tc.batch_size, (dist_info.rank + 1) * tc.batch_size
+    # One global batch: the same draws on every rank, each rank takes its slice.
+    idx = torch.randint(0, len(data.train), (global_batch,), generator=state.data_gen)
+    x = preprocess(data.train[idx], cfg, state.data_gen).to(device, non_blocking=True)
+    levels = torch.randint(0, len(sigmas), (global_batch,), generator=state.noise_gen, device=device)
+    noise = torch.randn(x.shape, generator=state.noise_gen, device=device)
+    x, levels, noise = x[lo:hi], levels[lo:hi], noise[lo:hi]
+    if tc.channels_last and x.ndim == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.bf16):
+        loss = dsm_loss(net, x, sigmas, anneal_power=tc.anneal_power, levels=levels, noise=noise).mean()
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if tc.grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(state.model.parameters(), tc.grad_clip)
+    loss_value = loss.item()
+    if not math.isfinite(loss_value):
+        raise TrainingDiverged(
+            f"training diverged: loss is {loss_value} at step {state.step + 1}; the last good checkpoint is kept in"
+            f" {out_dir / 'checkpoints'}. Lower train.lr or set train.grad_clip."
+        )
+    state.optimizer.step()
+    if state.ema is not None:
+        state.ema.update_parameters(state.model)
+    state.step += 1
+    return loss_value
 
 
 class _CsvLog:
@@ -141,19 +212,6 @@ class _CsvLog:
             csv.writer(f).writerow([f"{v:.6g}" if isinstance(v, float) else v for v in row])
 
 
-def _sampling_state(model: nn.Module, ema: AveragedModel | None, sigmas: torch.Tensor, cfg: Config,
-                    data: _Data, step: int) -> dict[str, Any]:
-    return {
-        "format": FORMAT,
-        "step": step,
-        "config": cfg.to_dict(),
-        "sigmas": sigmas.cpu(),
-        "data": {"dataset": cfg.base.dataset, "channels": data.channels, "image_size": data.image_size},
-        "model": {k: v.cpu() for k, v in model.state_dict().items()},
-        "ema": {k: v.cpu() for k, v in ema.module.state_dict().items()} if ema is not None else None,
-    }
-
-
 def train(cfg: Config, data_dir: str | Path, out_dir: str | Path, *,
           on_metrics: MetricsCallback | None = None) -> Path:
     """Train the score network of ``cfg.model`` on the prepared data.
@@ -164,135 +222,62 @@ def train(cfg: Config, data_dir: str | Path, out_dir: str | Path, *,
     :return: path of the final sampling checkpoint ``out_dir/model.pt``.
     :raises TrainingDiverged: when the loss turns NaN/inf; the last good checkpoint stays.
     """
-    data_dir, out_dir = Path(data_dir), Path(out_dir)
-    device = resolve_device(cfg.base.device, local_rank())
-    dist_info: DistInfo = init_distributed(device)
-    tc = cfg.train
     from ncsn.data import read_stats
 
+    data_dir, out_dir, tc = Path(data_dir), Path(out_dir), cfg.train
+    device = resolve_device(cfg.base.device, local_rank())
+    dist_info = init_distributed(device)
+    main = dist_info.is_main
     sigmas = resolve_sigmas(cfg.model, read_stats(data_dir)).to(device)
     data = _load_data(cfg, data_dir)
-
-    torch.manual_seed(cfg.base.seed)
-    model = build_model(cfg.model, channels=data.channels, image_size=data.image_size, sigmas=sigmas).to(device)
-    if tc.channels_last and data.image_size:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, betas=(tc.beta1, 0.999), weight_decay=tc.weight_decay)
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tc.ema_rate), use_buffers=True) if tc.ema else None
-    data_gen = torch.Generator().manual_seed(cfg.base.seed)
-    noise_gen = torch.Generator(device).manual_seed(cfg.base.seed + 12345)
-
-    ckpt_dir, snap_dir = out_dir / "checkpoints", out_dir / "snapshots"
-    step = 0
-    saved = latest_valid_checkpoint(ckpt_dir)  # on CPU: generator states must stay there
-    if saved is not None and not _same_run(saved["config"], cfg):
-        if dist_info.is_main:
-            log.warning("%s holds checkpoints of a different configuration; starting afresh", ckpt_dir)
-            shutil.rmtree(ckpt_dir, ignore_errors=True)
-            shutil.rmtree(snap_dir, ignore_errors=True)
-        saved = None
-    barrier(dist_info)
-    if saved is not None:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        if ema is not None:
-            ema.load_state_dict(saved["ema_full"])
-        data_gen.set_state(saved["rng"]["data"])
-        noise_gen.set_state(saved["rng"]["noise"])
-        step = saved["step"]
-        if dist_info.is_main:
-            log.info("resuming from step %d", step)
-
-    net: nn.Module = model
+    state = _new_state(cfg, data, sigmas, device)
+    _resume(state, out_dir, cfg, dist_info)
+    net: nn.Module = state.model
     if dist_info.world_size > 1:
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        net = DistributedDataParallel(state.model, device_ids=[device.index] if device.type == "cuda" else None)
     if tc.compile:
         net = torch.compile(net)
-
-    main = dist_info.is_main
     if main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        _write_sigmas(out_dir / "sigmas.csv", sigmas)
-        train_log = _CsvLog(out_dir / "train_log.csv", ["step", "loss", "images_per_s"], step)
+        write_sigmas_csv(out_dir / "sigmas.csv", sigmas)
+        train_log = _CsvLog(out_dir / "train_log.csv", ["step", "loss", "images_per_s"], state.step)
         val_log = _CsvLog(out_dir / "val_loss.csv",
-                          ["step", "mean", *[f"level_{i}" for i in range(len(sigmas))]], step)
-
-    def save(step: int) -> None:
-        if not main:
-            return
-        state = _sampling_state(model, ema, sigmas, cfg, data, step)
-        snapshot = {**state, "model": state["ema"] or state["model"], "ema": None}
-        atomic_save(snapshot, checkpoint_path(snap_dir, step))
-        state["optimizer"] = optimizer.state_dict()
-        state["ema_full"] = ema.state_dict() if ema is not None else None
-        state["rng"] = {"data": data_gen.get_state(), "noise": noise_gen.get_state()}
-        atomic_save(state, checkpoint_path(ckpt_dir, step))
-        prune_checkpoints(ckpt_dir, keep=2)
-
-    global_batch = tc.batch_size * dist_info.world_size
-    lo, hi = dist_info.rank * tc.batch_size, (dist_info.rank + 1) * tc.batch_size
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.bf16)
+                          ["step", "mean", *[f"level_{i}" for i in range(len(sigmas))]], state.step)
     if tc.bf16 and main and (reason := bf16_slow_reason(device)):
         log.warning("train.bf16 is on, but %s; set train.bf16: false", reason)
-    bar = tqdm(total=tc.n_iters, initial=step, desc="train", disable=not main, dynamic_ncols=True)
-    t_last, n_last = time.perf_counter(), step
-    model.train()
-    while step < tc.n_iters:
-        # One global batch: the same draws on every rank, each rank takes its slice.
-        idx = torch.randint(0, len(data.train), (global_batch,), generator=data_gen)
-        x = preprocess(data.train[idx], cfg, data_gen).to(device, non_blocking=True)
-        levels = torch.randint(0, len(sigmas), (global_batch,), generator=noise_gen, device=device)
-        noise = torch.randn(x.shape, generator=noise_gen, device=device)
-        x, levels, noise = x[lo:hi], levels[lo:hi], noise[lo:hi]
-        if tc.channels_last and x.ndim == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast:
-            loss = dsm_loss(net, x, sigmas, anneal_power=tc.anneal_power, levels=levels, noise=noise).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if tc.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-        loss_value = loss.item()
-        if not math.isfinite(loss_value):
-            bar.close()  # the error line then starts on a line of its own
-            raise TrainingDiverged(
-                f"training diverged: loss is {loss_value} at step {step + 1}; the last good checkpoint is kept in"
-                f" {ckpt_dir}. Lower train.lr or set train.grad_clip."
-            )
-        optimizer.step()
-        if ema is not None:
-            ema.update_parameters(model)
-        step += 1
-        bar.update(1)
 
+    bar = tqdm(total=tc.n_iters, initial=state.step, desc="train", disable=not main, dynamic_ncols=True)
+    t_last, n_last = time.perf_counter(), state.step
+    state.model.train()
+    while state.step < tc.n_iters:
+        try:
+            loss_value = _train_step(net, state, data, sigmas, cfg, dist_info, out_dir)
+        except TrainingDiverged:
+            bar.close()  # the error line then starts on a line of its own
+            raise
+        bar.update(1)
+        step = state.step
         if main and (step % tc.log_freq == 0 or step == tc.n_iters):
             now = time.perf_counter()
-            ips = (step - n_last) * global_batch / max(now - t_last, 1e-9)
+            ips = (step - n_last) * tc.batch_size * dist_info.world_size / max(now - t_last, 1e-9)
             t_last, n_last = now, step
             train_log.append([step, loss_value, ips])
             bar.set_postfix(loss=f"{loss_value:.4f}", img_s=f"{ips:.0f}")
             if on_metrics:
                 on_metrics({"train_loss": loss_value, "images_per_s": ips}, step)
         if main and (step % tc.val_freq == 0 or step == tc.n_iters):
-            eval_model = ema.module if ema is not None else model
-            per_level = validation_loss(eval_model, data.val, sigmas, cfg).cpu()
+            per_level = validation_loss(state.ema.module if state.ema is not None else state.model, data.val,
+                                        sigmas, cfg).cpu()
             val_log.append([step, per_level.mean().item(), *per_level.tolist()])
             if on_metrics:
                 on_metrics({"val_loss": per_level.mean().item(),
                             **{f"val_loss_level_{i}": v for i, v in enumerate(per_level.tolist())}}, step)
-            model.train()
-        if step % tc.snapshot_freq == 0 or step == tc.n_iters:
-            save(step)
+            state.model.train()
+        if main and (step % tc.snapshot_freq == 0 or step == tc.n_iters):
+            _save(state, sigmas, cfg, data, out_dir)
     bar.close()
-    final = out_dir / "model.pt"
+    final = out_dir / MODEL_FILE
     if main:
-        atomic_save(_sampling_state(model, ema, sigmas, cfg, data, step), final)
+        atomic_save(_sampling_state(state, sigmas, cfg, data), final)
     barrier(dist_info)
     return final
-
-
-def _write_sigmas(path: Path, sigmas: torch.Tensor) -> None:
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["level", "sigma"])
-        writer.writerows([i, f"{s:.8g}"] for i, s in enumerate(sigmas.tolist()))

@@ -457,3 +457,28 @@ def test_divergence_is_one_line_and_keeps_the_last_good_checkpoint(
     assert [step for step, _ in kept] == [3]
     assert all(torch.isfinite(v).all() for v in load_checkpoint(kept[0][1])["model"].values())
     assert not (tmp_path / "outputs" / "train" / "model.pt").exists()  # no final model from a diverged run
+
+
+# ----------------------------------------------------------------------------- refused sample shard
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_a_refused_sample_shard_is_one_line_and_nothing_runs(tmp_path: Path, prepared: Path,
+                                                             capsys: pytest.CaptureFixture) -> None:
+    from ncsn.shards import SampleError
+
+    params = _params(tmp_path)
+    link_prepared(tmp_path, prepared)
+    _fake_model(params, tmp_path / "outputs" / "train" / "model.pt")
+    atomic_save({}, tmp_path / "outputs" / "train" / "snapshots" / "ckpt_00000001.pt")
+    shard = tmp_path / "outputs" / "sample" / "shards" / "shard_00000.pt"
+    shard.parent.mkdir(parents=True)
+    _Exploit.marker = shard.parent / "pwned"
+    torch.save({"images": _Exploit(), "seeds": torch.arange(4)}, shard)
+    with pytest.raises(SampleError) as refused:
+        read_samples(shard.parent)
+    assert "\n" not in str(refused.value) and str(shard) in str(refused.value)
+    rc, err = _cli(capsys, "--params", str(params), "evaluate")
+    line = _error_line(err, "evaluate")
+    assert rc == 2 and str(shard) in line and line.endswith("delete it and rerun")
+    assert not _Exploit.marker.exists()

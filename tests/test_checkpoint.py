@@ -79,3 +79,15 @@ def test_unwritable_folder_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(CheckpointError, match="cannot write"):
         atomic_save(_ckpt(), blocker / "sub" / "c.pt")
+
+
+def test_a_refused_checkpoint_is_skipped_with_a_warning_that_names_it(tmp_path: Path,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    _Exploit.marker = tmp_path / "pwned"
+    atomic_save(_ckpt(1), checkpoint_path(tmp_path, 1))
+    planted = checkpoint_path(tmp_path, 2)
+    torch.save({"format": FORMAT, "payload": _Exploit()}, planted)
+    with caplog.at_level("WARNING", logger="ncsn.checkpoint"):
+        assert latest_valid_checkpoint(tmp_path)["step"] == 1
+    assert str(planted) in caplog.text and "refused" in caplog.text
+    assert not _Exploit.marker.exists()

@@ -24,7 +24,7 @@ import torch
 
 from ncsn.checkpoint import FORMAT, atomic_save, file_sha256
 from ncsn.config import Config
-from ncsn.generate import load_score_model
+from ncsn.score_model import load_score_model
 from ncsn.models import build_model
 from ncsn.sigmas import geometric_sigmas
 from ncsn.tracking import PARENT_ENV, stage_run

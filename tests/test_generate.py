@@ -1,4 +1,5 @@
-"""``ncsn.generate``: the sampler, ε and network options of ``sample`` as the stages use them.
+"""``ncsn.score_model`` and ``ncsn.sampler_spec``: the sampler, ε and network options of ``sample`` as the
+stages use them.
 
 A tiny real network (the smoke U-Net on 8x8 images, random non-zero weights) in our checkpoint
 format; each option is checked against a direct call of the function it names.
@@ -13,8 +14,8 @@ import torch
 
 from ncsn.checkpoint import FORMAT
 from ncsn.config import SampleConfig, config_from_dict
-from ncsn.generate import (evaluations_per_sample, initial_state, load_score_model, sample_batch, sampler_eps,
-                           trajectory)
+from ncsn.sampler_spec import resolve_sampler, sample_batch, trajectory
+from ncsn.score_model import initial_state, load_score_model
 from ncsn.models import build_model
 from ncsn.sampling import annealed_langevin, predictor_corrector, technique4_eps
 from ncsn.sigmas import geometric_sigmas
@@ -38,10 +39,12 @@ def checkpoint() -> dict:
 def test_eps_auto_is_technique_4_for_the_steps_actually_taken(checkpoint) -> None:
     sigmas = load_score_model(checkpoint).sigmas.tolist()
     cfg = SampleConfig(eps="auto", n_steps_each=5)
-    assert sampler_eps(cfg, sigmas, 5) == technique4_eps(sigmas, 5)
-    assert sampler_eps(cfg, sigmas, 2) == technique4_eps(sigmas, 2) > sampler_eps(cfg, sigmas, 5)
-    assert sampler_eps(dataclasses.replace(cfg, convention="reference"), sigmas, 5) == technique4_eps(sigmas, 5) / 2
-    assert sampler_eps(SampleConfig(eps=3e-5), sigmas, 5) == 3e-5
+    five = resolve_sampler(cfg, sigmas).eps
+    assert five == technique4_eps(sigmas, 5)
+    assert resolve_sampler(cfg, sigmas, n_steps_each=2).eps == technique4_eps(sigmas, 2) > five
+    reference = dataclasses.replace(cfg, convention="reference")
+    assert resolve_sampler(reference, sigmas).eps == technique4_eps(sigmas, 5) / 2
+    assert resolve_sampler(SampleConfig(eps=3e-5), sigmas).eps == 3e-5
 
 
 @pytest.mark.parametrize(("sampler", "denoise"), [("ald", True), ("ald", False), ("pc", True), ("pc", False)])
@@ -51,25 +54,26 @@ def test_sample_batch_runs_the_chosen_sampler(checkpoint, sampler: str, denoise:
     calls = []
     net = model.net
     model.score_fn = lambda x, levels: calls.append(1) or net(x, levels)
-    got = sample_batch(model, SEEDS, cfg)
-    assert len(calls) == evaluations_per_sample(cfg, len(model.sigmas))
+    spec = resolve_sampler(cfg, model.sigmas)
+    got = sample_batch(model, SEEDS, spec)
+    assert len(calls) == spec.evaluations_per_sample
     assert len(calls) == {"ald": 4 * 2, "pc": 4 * 3}[sampler] + (1 if denoise else 0) - (1 if sampler == "pc" else 0)
     x0, gens = initial_state(model, SEEDS)
     run = predictor_corrector if sampler == "pc" else annealed_langevin
     expected = run(net, x0, model.sigmas, n_steps_each=2, eps=technique4_eps(model.sigmas.tolist(), 2),
                    generator=gens, denoise=denoise)
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
-    levels = [level for level, _ in trajectory(model, SEEDS, cfg)]
+    levels = [level for level, _ in trajectory(model, SEEDS, spec)]
     assert levels == [-1, 0, 1, 2, 3] + ([4] if denoise else [])
 
 
 def test_sample_is_independent_of_the_batch_it_is_drawn_in(checkpoint) -> None:
     model = load_score_model(checkpoint)
-    cfg = SampleConfig(sampler="pc", n_steps_each=2, eps="auto")
-    whole = sample_batch(model, SEEDS, cfg)
+    spec = resolve_sampler(SampleConfig(sampler="pc", n_steps_each=2, eps="auto"), model.sigmas)
+    whole = sample_batch(model, SEEDS, spec)
     # equal up to the float rounding of convolutions at another batch size; another seed differs by O(1)
-    torch.testing.assert_close(sample_batch(model, SEEDS[2:], cfg), whole[2:], rtol=0, atol=1e-5)
-    assert (sample_batch(model, [6, 1, 5], cfg) - whole[2:]).abs().max() > 0.1
+    torch.testing.assert_close(sample_batch(model, SEEDS[2:], spec), whole[2:], rtol=0, atol=1e-5)
+    assert (sample_batch(model, [6, 1, 5], spec) - whole[2:]).abs().max() > 0.1
 
 
 def test_bf16_sampling_is_close_to_float32_but_not_equal(checkpoint) -> None:
@@ -82,8 +86,8 @@ def test_bf16_sampling_is_close_to_float32_but_not_equal(checkpoint) -> None:
     assert got.dtype == torch.float32
     error = ((got - want).norm() / want.norm()).item()
     assert 0 < error < 5e-2
-    cfg = SampleConfig(sampler="pc", n_steps_each=1, eps="auto")
-    a, b = sample_batch(exact, SEEDS, cfg), sample_batch(approx, SEEDS, cfg)
+    spec = resolve_sampler(SampleConfig(sampler="pc", n_steps_each=1, eps="auto"), exact.sigmas)
+    a, b = sample_batch(exact, SEEDS, spec), sample_batch(approx, SEEDS, spec)
     assert a.dtype == b.dtype == torch.float32
     assert ((a - b).norm() / a.norm()).item() < 5e-2
 
@@ -92,18 +96,18 @@ def test_compiled_network_samples_what_the_eager_one_does(checkpoint) -> None:
     pytest.importorskip("torch._inductor")
     eager = load_score_model(checkpoint)
     compiled = load_score_model(checkpoint, compile=True)
-    cfg = SampleConfig(sampler="pc", n_steps_each=1, eps="auto")
-    torch.testing.assert_close(sample_batch(compiled, SEEDS, cfg), sample_batch(eager, SEEDS, cfg),
+    spec = resolve_sampler(SampleConfig(sampler="pc", n_steps_each=1, eps="auto"), eager.sigmas)
+    torch.testing.assert_close(sample_batch(compiled, SEEDS, spec), sample_batch(eager, SEEDS, spec),
                                rtol=1e-4, atol=1e-4)
 
 
 def test_bf16_on_a_cpu_without_native_bf16_warns(checkpoint, monkeypatch, caplog) -> None:
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
-    with caplog.at_level("WARNING", logger="ncsn.generate"):
+    with caplog.at_level("WARNING", logger="ncsn.score_model"):
         load_score_model(checkpoint, bf16=True)
     assert "sample.bf16 is on, but this CPU has no native bf16" in caplog.text
     caplog.clear()
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
-    with caplog.at_level("WARNING", logger="ncsn.generate"):
+    with caplog.at_level("WARNING", logger="ncsn.score_model"):
         load_score_model(checkpoint, bf16=True)
     assert "bf16" not in caplog.text

@@ -142,3 +142,37 @@ def test_observed_pixels_hold_one_noisy_copy_per_level():
         assert noise.mean().item() == pytest.approx(0.0, abs=0.03)
         assert noise.std().item() == pytest.approx(1.0, rel=0.03)
     assert not torch.equal(seen[0][1], seen[1][1])
+
+
+def test_predictor_corrector_inpainting_keeps_observed_pixels_and_matches_pc_when_nothing_is_observed():
+    from ncsn.sampling import predictor_corrector
+
+    y, mask = images(), right_half_hidden()
+    out = run(y, mask, sampler="pc", denoise=True)
+    observed = mask.expand_as(y).bool()
+    assert torch.equal(out[observed], y[observed])
+    assert not torch.isclose(out[~observed], y[~observed]).any()
+    x0 = rand_like(y, torch.Generator().manual_seed(4))
+    free = run(y, torch.zeros(3, 1, 1, 1), x0=x0, seed=5, sampler="pc", denoise=True)
+    plain = predictor_corrector(pixel_score, x0, SIGMAS, n_steps_each=5, eps=2e-5, denoise=True,
+                                generator=torch.Generator().manual_seed(5))
+    assert torch.equal(free, plain)
+
+
+def test_predictor_corrector_inpainting_clamps_after_each_predictor_step():
+    """With pc, every corrector step and every predictor step landing on level i sees the ỹ of level i."""
+    y, mask = images(n=200), right_half_hidden(n=200)
+    observed = mask.expand_as(y).bool()
+    seen: dict[int, list[torch.Tensor]] = {}
+
+    def score(x, levels):
+        seen.setdefault(int(levels[0]), []).append(x[observed].clone())
+        return torch.zeros_like(x)
+
+    inpaint(score, y, mask, SIGMAS, n_steps_each=2, eps=2e-5, sampler="pc",
+            generator=torch.Generator().manual_seed(7))
+    for level, xs in seen.items():
+        if level > 0:  # the predictor step into the level already set the observed pixels to its ỹ
+            assert all(torch.equal(xs[0], later) for later in xs[1:]), level
+        noisy = (xs[-1] - y[observed]).std().item()
+        assert noisy == pytest.approx(SIGMAS[level].item(), rel=0.1)

@@ -16,7 +16,7 @@ import torch
 
 from ncsn.checkpoint import FORMAT, CheckpointError, atomic_save
 from ncsn.config import Config, config_from_dict
-from ncsn.generate import load_score_model
+from ncsn.score_model import load_score_model
 from ncsn.models import build_model
 from ncsn.sigmas import geometric_sigmas
 from ncsn.tracking import stage_run

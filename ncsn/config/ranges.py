@@ -35,13 +35,16 @@ def check_ranges(cfg: Config, source: str) -> None:
     ):
         if value < 1:
             fail(key, value, "it must be >= 1")
-    for key, value in (("train.lr", t.lr), ("inpaint.eps", i.eps), ("classifier.lr", cfg.classifier.lr)):
+    for key, value in (("train.lr", t.lr), ("classifier.lr", cfg.classifier.lr)):
         if not (value > 0 and math.isfinite(value)):
             fail(key, value, "it must be > 0")
-    if s.eps != "auto" and not (s.eps > 0 and math.isfinite(s.eps)):
-        fail("sample.eps", s.eps, "it must be > 0 or 'auto' (NCSNv2 technique 4)")
-    if s.sampler == "pc" and s.convention != "paper":
-        fail("sample.convention", s.convention, "sampler 'pc' takes eps in the 'paper' convention")
+    for key, value in (("sample.eps", s.eps), ("inpaint.eps", i.eps)):
+        if value != "auto" and not (value > 0 and math.isfinite(value)):
+            fail(key, value, "it must be > 0 or 'auto' (NCSNv2 technique 4)")
+    for key, sampler in (("sample.convention", s.sampler), ("inpaint.sampler", i.sampler)):
+        if sampler == "pc" and s.convention != "paper":
+            fail(key, s.convention if key == "sample.convention" else sampler,
+                 "sampler 'pc' takes eps in the 'paper' convention (sample.convention)")
     if not 0.0 <= t.beta1 < 1.0:
         fail("train.beta1", t.beta1, "it must be in [0, 1)")
     if not (t.weight_decay >= 0 and math.isfinite(t.weight_decay)):

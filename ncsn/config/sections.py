@@ -119,8 +119,9 @@ class InpaintConfig:
     n_images: int = 8
     masks: tuple[str, ...] = ("right_half", "center", "random")
     random_fraction: float = 0.7  # fraction of pixels hidden by the "random" mask
+    sampler: Literal["ald", "pc"] = "ald"  # sample.* with these inpaint.* overrides, no denoising step
     n_steps_each: int = 20
-    eps: float = 2e-5
+    eps: Union[float, Literal["auto"]] = 2e-5  # "auto": NCSNv2 technique 4 for T
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
@@ -58,8 +56,6 @@ def num_levels_suggestion(dim: int, sigma_begin: float, sigma_end: float) -> int
     """
     from ncsn.sigmas import num_levels_for_dim
 
-    if not (math.isfinite(sigma_begin) and sigma_begin > sigma_end > 0):
-        return None
     try:
         return num_levels_for_dim(dim, sigma_begin, sigma_end)
     except ValueError:

@@ -6,6 +6,9 @@ Training-time options (``data`` section of params.yaml), applied in this order:
   the pixel (the reference code's ``dequantize``); otherwise x = p;
 * random horizontal flip of each example with probability ½ (paper: CIFAR-10, CelebA);
 * the logit transform: x ← logit(λ + (1 − 2λ)·x), λ = 1e-6 (the reference's).
+
+:func:`preprocess` applies the options of a ``Config`` to a stored batch (training,
+validation, inpainting); :func:`to_model_input` is the transform itself.
 """
 
 from __future__ import annotations
@@ -26,6 +29,20 @@ def resolve_flip(cfg: Config) -> bool:
     if cfg.data.flip is not None:
         return cfg.data.flip
     return cfg.base.dataset in FLIP_DATASETS
+
+
+def preprocess(batch: Tensor, cfg: Config, generator: torch.Generator | None) -> Tensor:
+    """Stored examples → model input with the ``data`` options of ``cfg``.
+
+    :param batch: uint8 [B, C, H, W] images (to [0, 1] plus dequantisation, flips and logit as
+        configured) or float [B, D] points (returned as float32, unchanged).
+    :param generator: the source of the random options (see :func:`to_model_input`).
+    :return: float32, the shape of ``batch``.
+    """
+    if batch.dtype != torch.uint8:
+        return batch.float()
+    return to_model_input(batch, dequantize=cfg.data.dequantize, logit_transform=cfg.data.logit_transform,
+                          flip=resolve_flip(cfg), generator=generator)
 
 
 def to_model_input(batch: Tensor, *, dequantize: bool, logit_transform: bool, flip: bool,

@@ -9,6 +9,7 @@ leaves its section saying which ``dvc repro`` makes it.
 * ``ncsn/report/html.py``: HTML building blocks (embedding, tables, the page);
 * ``ncsn/report/plots.py``: the plots drawn from the stages' CSV files;
 * ``ncsn/report/sections.py``: one function per section, and the list of input files;
+* ``ncsn/report/captions.py``: the captions of the paper's figures and the sampler line;
 * ``ncsn/report/environment.py``: machine, git commit and MLflow stage wall times;
 * ``ncsn/report/build.py``: the summary, the assembly and the atomic write.
 """

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ncsn.config import Config, SampleConfig
+from ncsn.config import Config
 from ncsn.figures.common import FIGURE_FILES
-from ncsn.generate import evaluations_per_sample, sampler_eps
 from ncsn.report import plots
+from ncsn.report.captions import fig1_caption, fig2_caption, fig3_caption, sampler_text
 from ncsn.report.environment import machine_info, mlflow_stage_times
 from ncsn.report.html import Section, esc, figure, fmt, image_data, image_file, missing, table
 
@@ -79,6 +79,13 @@ class Inputs:
             log.warning("cannot read %s: %s", path, err)
             return None
         return value if isinstance(value, dict) else None
+
+    def sampler(self) -> dict[str, Any] | None:
+        """The resolved sampler the sample stage recorded in ``shards/manifest.json``."""
+        from ncsn.shards import read_manifest
+
+        spec = (read_manifest(Path(self.cfg.paths.sample) / "shards") or {}).get("sampler")
+        return spec if isinstance(spec, dict) else None
 
     def sigmas(self) -> list[float] | None:
         rows = self.csv("sigmas")
@@ -148,23 +155,10 @@ def training_section(inputs: Inputs) -> Section:
     return Section("training", "Training and validation loss", "".join(parts))
 
 
-def sampler_text(cfg: SampleConfig, sigmas: list[float] | None) -> str:
-    """One line naming the sampler, its T, ε and network evaluations per sample."""
-    name = {"ald": "annealed Langevin dynamics (Algorithm 1)", "pc": "predictor-corrector"}[cfg.sampler]
-    if cfg.eps != "auto":
-        eps = f"eps = {cfg.eps:g}"
-    elif sigmas:
-        eps = f"eps = {sampler_eps(cfg, sigmas, cfg.n_steps_each):.3g} (auto: NCSNv2 technique 4)"
-    else:
-        eps = "eps = auto (NCSNv2 technique 4)"
-    evals = f", {evaluations_per_sample(cfg, len(sigmas))} network evaluations per sample" if sigmas else ""
-    return f"{name}, T = {cfg.n_steps_each} steps per level, {eps}, denoise = {cfg.denoise}{evals}"
-
-
 def samples_section(inputs: Inputs) -> Section:
     body = figure(inputs.image("grid", "sample grid"),
                   f"The first samples drawn from <code>model.pt</code> by "
-                  f"{esc(sampler_text(inputs.cfg.sample, inputs.sigmas()))}.")
+                  f"{esc(sampler_text(inputs.sampler()))}.")
     return Section("samples", "Samples", body)
 
 
@@ -224,48 +218,14 @@ def checkpoints_section(inputs: Inputs) -> Section:
     return Section("checkpoints", "Checkpoint selection", body)
 
 
-def _fig1_caption(n: dict[str, Any]) -> str:
-    return ("Mean ‖s_θ − ∇ log p‖ inside the 90% highest-density region: "
-            f"<b>{fmt(n.get('error_high_density'))}</b>"
-            f" (relative {fmt(n.get('relative_error_high_density'))}); outside the 99.9% region: "
-            f"<b>{fmt(n.get('error_low_density'))}</b> (relative {fmt(n.get('relative_error_low_density'))}). "
-            f"Density-weighted E_p‖error‖ = {fmt(n.get('error_density_weighted'))}, uniform over the grid "
-            f"{fmt(n.get('error_uniform_on_grid'))}. Sliced score matching, {fmt(n.get('ssm_iters'))} steps.")
-
-
-def _percent(value: Any) -> str:
-    return f"{100 * value:+.0f}%" if isinstance(value, (int, float)) and math.isfinite(value) else "—"
-
-
-def _fig2_caption(n: dict[str, Any]) -> str:
-    if "skipped" in n:
-        return esc(n["skipped"])
-    c, p = n.get("clean", {}), n.get("perturbed", {})
-    return (f"{esc(n.get('model', ''))}. Lower bound for perturbed data −D/(2σ²) = "
-            f"{fmt(n.get('bound_perturbed'))}. Clean: final loss {fmt(c.get('final'))}, below the bound from step "
-            f"{fmt(c.get('first_step_below_bound'))},"
-            f" last-quarter drift {_percent(c.get('relative_slope_last_quarter'))} of |loss|. Perturbed (σ = "
-            f"{fmt(n.get('noise_std'))}): final {fmt(p.get('final'))}, "
-            f"drift {_percent(p.get('relative_slope_last_quarter'))}.")
-
-
-def _fig3_caption(n: dict[str, Any]) -> str:
-    from ncsn.figures.langevin_mixing import PANELS
-
-    rows = [(PANELS.get(k, k).replace("\n", " "), v.get("weight"), v.get("stderr"))
-            for k, v in n.get("panels", {}).items()]
-    return (f"Weight of the (−5, −5) mode (true {fmt(n.get('true_weight'))}); {esc(n.get('sampler', ''))}."
-            + table(rows, ("panel", "weight", "std. error")))
-
-
 def figures_section(inputs: Inputs) -> Section:
     """The paper's figures 1-6: 1-3 from the figures stage, 4-6 from sample, inpaint and evaluate."""
     numbers = inputs.json("figures_json") or {}
     parts = []
     for key, title, num_key, caption in (
-        ("fig1", "Figure 1: score estimation is accurate only near the modes", "fig1_score_accuracy", _fig1_caption),
-        ("fig2", "Figure 2: sliced score matching without noise fails", "fig2_ssm_noise", _fig2_caption),
-        ("fig3", "Figure 3: annealed vs plain Langevin dynamics", "fig3_langevin", _fig3_caption),
+        ("fig1", "Figure 1: score estimation is accurate only near the modes", "fig1_score_accuracy", fig1_caption),
+        ("fig2", "Figure 2: sliced score matching without noise fails", "fig2_ssm_noise", fig2_caption),
+        ("fig3", "Figure 3: annealed vs plain Langevin dynamics", "fig3_langevin", fig3_caption),
     ):
         text = caption(numbers[num_key]) if num_key in numbers else ""
         parts.append(f"<h3>{esc(title)}</h3>" + figure(inputs.image(key, title), text))
@@ -276,7 +236,7 @@ def figures_section(inputs: Inputs) -> Section:
     parts.append(figure(inputs.image("trajectory", "trajectory") + " " + animation,
                         "Rows: samples; columns: the uniform start, then the state after the Langevin steps "
                         "of each noise level (and the denoising step when on), largest σ first; sampler: "
-                        + esc(sampler_text(inputs.cfg.sample, inputs.sigmas()))
+                        + esc(sampler_text(inputs.sampler()))
                         + ("; beside it, the same as an animation." if animation else ".")))
 
     parts.append("<h3>Figure 5: inpainting</h3>")

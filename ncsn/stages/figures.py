@@ -56,7 +56,7 @@ def flat_metrics(numbers: dict[str, Any], prefix: str = "") -> dict[str, float]:
 def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
     """Compute figures 1-3 and write them with their numbers into ``paths.figures``."""
     from ncsn.data import load_split
-    from ncsn.distributed import resolve_device
+    from ncsn.devices import resolve_device
     from ncsn.figures import langevin_mixing, score_accuracy, ssm_noise
     from ncsn.figures.common import FIGURE_FILES, placeholder_figure, threads
 

@@ -1,10 +1,10 @@
-"""From a checkpoint to images: load a score network safely and sample from it.
+"""A score network rebuilt from a checkpoint, ready for the samplers.
 
-Sample ``i`` of a run is drawn from its own generator seeded with ``seeds[i]``,
-so it is the same whatever the batch size or the batch it falls in (up to the float
-rounding of the network's kernels at another batch size). ``sample.sampler``
-picks annealed Langevin (paper Algorithm 1) or predictor-corrector; ``sample.eps: auto``
-takes the ε of NCSNv2 technique 4 for the number of steps per level.
+:func:`load_score_model` rebuilds the network of a checkpoint (a path, or a dict already
+loaded by ``ncsn.checkpoint``) from this package's source and its state dict, and decides how
+the samplers call it (bf16 autocast, ``torch.compile``). Sample ``i`` of a run starts from its
+own generator seeded with ``seeds[i]`` (:func:`initial_state`), so it is the same whatever the
+batch it falls in (up to the float rounding of the network's kernels at another batch size).
 """
 
 from __future__ import annotations
@@ -12,18 +12,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from ncsn.checkpoint import load_checkpoint
 from ncsn.config import ModelConfig, SampleConfig
-from ncsn.distributed import bf16_slow_reason
+from ncsn.devices import bf16_slow_reason
 from ncsn.models import build_model
 from ncsn.rng import make_generators, rand_like
-from ncsn.sampling import (annealed_langevin_progressive, final_state, predictor_corrector_progressive,
-                           technique4_eps)
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 log = logging.getLogger(__name__)
@@ -101,7 +99,8 @@ def load_score_model(source: str | Path | dict[str, Any], device: torch.device |
     return ScoreModel(net, sigmas, ckpt, sampling_score_fn(net, bf16=bf16, compile=compile))
 
 
-def load_for_sampling(source: str | Path, device: torch.device | str, cfg: SampleConfig) -> ScoreModel:
+def load_for_sampling(source: str | Path | dict[str, Any], device: torch.device | str,
+                      cfg: SampleConfig) -> ScoreModel:
     """:func:`load_score_model` as ``sample.*`` asks: EMA weights, bf16 autocast and compilation."""
     return load_score_model(source, device, use_ema=cfg.use_ema, bf16=cfg.bf16, compile=cfg.compile)
 
@@ -118,53 +117,11 @@ def to_uint8(x: torch.Tensor, *, logit_transform: bool = False) -> torch.Tensor:
 
 
 def initial_state(model: ScoreModel, seeds: Sequence[int]) -> tuple[torch.Tensor, list[torch.Generator]]:
-    """Uniform starting points x₀ ~ U[0,1)^D (paper Algorithm 1), one generator per sample."""
+    """Uniform starting points x₀ ~ U[0,1)^D (paper Algorithm 1), one generator per sample.
+
+    :return: (x0 [len(seeds), *shape] on the model's device, the generators).
+    """
     device = model.sigmas.device
     generators = make_generators(seeds, device)
     x0 = rand_like(torch.empty(len(seeds), *model.shape, device=device), generators)
     return x0, generators
-
-
-def sampler_eps(cfg: SampleConfig, sigmas: Sequence[float], n_steps_each: int) -> float:
-    """ε of the sampler: ``sample.eps``, or NCSNv2 technique 4 for T = ``n_steps_each`` when ``"auto"``.
-
-    :param sigmas: the model's [L] noise levels.
-    """
-    if cfg.eps == "auto":
-        return technique4_eps(list(sigmas), n_steps_each, cfg.convention)
-    return float(cfg.eps)
-
-
-def evaluations_per_sample(cfg: SampleConfig, num_levels: int, n_steps_each: int | None = None) -> int:
-    """Network evaluations per sample: L·T (+1 denoising) for ALD, L·(T+1) (−1 without denoising) for PC."""
-    steps = cfg.n_steps_each if n_steps_each is None else n_steps_each
-    if cfg.sampler == "pc":
-        return num_levels * (steps + 1) - (0 if cfg.denoise else 1)
-    return num_levels * steps + (1 if cfg.denoise else 0)
-
-
-def _progressive(model: ScoreModel, x0: Tensor, generators: list[torch.Generator], cfg: SampleConfig,
-                 n_steps_each: int) -> Iterator[tuple[int, Tensor]]:
-    eps = sampler_eps(cfg, model.sigmas.tolist(), n_steps_each)
-    if cfg.sampler == "pc":
-        return predictor_corrector_progressive(model.score(), x0, model.sigmas, n_steps_each=n_steps_each, eps=eps,
-                                               generator=generators, denoise=cfg.denoise)
-    return annealed_langevin_progressive(model.score(), x0, model.sigmas, n_steps_each=n_steps_each, eps=eps,
-                                         generator=generators, denoise=cfg.denoise, convention=cfg.convention)
-
-
-def sample_batch(model: ScoreModel, seeds: Sequence[int], cfg: SampleConfig,
-                 *, n_steps_each: int | None = None) -> torch.Tensor:
-    """Samples for ``seeds`` with the sampler of ``cfg`` (``n_steps_each`` overrides its T).
-
-    :return: [len(seeds), *shape] float samples in model space, on the model's device.
-    """
-    x0, generators = initial_state(model, seeds)
-    return final_state(_progressive(model, x0, generators, cfg, n_steps_each or cfg.n_steps_each), x0)
-
-
-def trajectory(model: ScoreModel, seeds: Sequence[int], cfg: SampleConfig) -> Iterator[tuple[int, torch.Tensor]]:
-    """``(level, x)`` after each noise level (and the denoising step when on)."""
-    x0, generators = initial_state(model, seeds)
-    yield -1, x0
-    yield from _progressive(model, x0, generators, cfg, cfg.n_steps_each)
