@@ -58,7 +58,7 @@ def resolve_model_uri(uri: str | Path, cfg: Config | None = None) -> Path:
     at registration is checked. The store is the one of ``cfg`` (``$MLFLOW_TRACKING_URI`` or the
     embedded SQLite database); without ``cfg``, the one MLflow is set to, else the default paths.
 
-    :return: the path of our ``model.pt``, for ``ncsn.generate.load_score_model``.
+    :return: the path of our ``model.pt``, for ``ncsn.score_model.load_score_model``.
     :raises RegistryError: unknown model, alias or version (the message lists what exists),
         missing files, or a checkpoint that changed since registration.
     """

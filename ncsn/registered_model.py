@@ -9,7 +9,7 @@ What is registered. A version of ``ncsn-<dataset>`` (``ncsn.registry``) is an ML
 
 Why not ``mlflow.pytorch`` or ``pyfunc``. Those flavours pickle the model object (``torch.save``
 of the module, cloudpickled Python code), so loading a registered model would run whatever
-code the file holds. Our checkpoint is tensors and plain data: ``ncsn.generate.load_score_model``
+code the file holds. Our checkpoint is tensors and plain data: ``ncsn.score_model.load_score_model``
 reads it with ``torch.load(weights_only=True)`` and rebuilds the network from *our* source and
 the stored config, so a tampered file is refused instead of executed. A custom flavour keeps the
 registry's benefits (versions, aliases, lineage to the run, a signature for readers) without
@@ -30,7 +30,7 @@ from ncsn.redaction import redact
 FLAVOR = "ncsn"
 MODEL_FILE = "model.pt"
 ARTIFACT_PATH = "registered_model"
-LOADER = "ncsn.generate.load_score_model"
+LOADER = "ncsn.score_model.load_score_model"
 
 
 class RegistryError(RuntimeError):
