@@ -149,7 +149,8 @@ def test_default_is_the_latest_evaluated_finished_run_of_each_dataset(use_store,
     assert sorted(k for k in b if k.startswith("param:")) == ["param:base.dataset", "param:model.sigma_begin",
                                                               "param:profile", "param:train.lr"]
     assert (b["param:train.lr"], e["param:train.lr"]) == ("0.001", "0.0005")
-    assert (b["registered_model"], b["model_version"], b["champion"]) == ("ncsn-mnist5k", "2", "false")
+    assert (b["registered_model"], b["model_version"], b["champion"], b["champion_version"]) \
+        == ("ncsn-mnist5k", "2", "false", "1")
     assert (e["registered_model"], e["model_version"], e["champion"]) == ("ncsn-fashion_mnist", "1", "true")
     assert [float(b[f"wall_s:{s}"]) for s in STAGES] == [2.0, 3.0, 4.0, 5.0, 6.0]
     assert float(b["wall_s:total"]) == 20.5
@@ -205,6 +206,7 @@ def test_page_is_self_contained(use_store, tmp_path: Path) -> None:
     assert "http://" not in text and "https://" not in text and "<script" not in text
     assert text.count("<img src=\"data:image/png;base64,") == 3  # σ plot + two grids
     assert "champion" in text and "FID ÷ floor" in text and "c0ffee" in text
+    assert "ncsn-mnist5k v2 <span class='muted'>(champion: v1)</span>" in text
 
 
 def _chromium() -> str | None:

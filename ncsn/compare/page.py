@@ -88,6 +88,8 @@ def _runs(summaries: Sequence[RunSummary]) -> str:
     for s in summaries:
         version = "—" if s.model_version is None else f"{esc(s.registered_model)} v{esc(s.model_version)}"
         badge = ' <span class="badge">champion</span>' if s.champion else ""
+        if not s.champion and s.champion_version is not None:
+            badge = f" <span class='muted'>(champion: v{esc(s.champion_version)})</span>"
         commit = s.git_commit if s.git_commit == "unknown" else s.git_commit[:12]
         body.append(f"<tr><td>{esc(s.name)}<br><code class='muted'>{esc(s.run_id)}</code></td>"
                     f"<td>{esc(s.dataset)}</td><td>{esc(s.profile)}</td><td><code>{esc(commit)}</code></td>"

@@ -20,6 +20,7 @@ def sigma_plot(summaries: Sequence[RunSummary]) -> bytes | None:
         return None
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(7.2, 3.6), dpi=100)
     FigureCanvasAgg(fig)
@@ -31,6 +32,7 @@ def sigma_plot(summaries: Sequence[RunSummary]) -> bytes | None:
         ax.plot(range(1, len(values) + 1), values, marker=marker, markersize=4, linestyle=dash,
                 linewidth=1.4, alpha=0.85, label=label)
     ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("noise level i (1 = largest)")
     ax.set_ylabel(r"$\sigma_i$")
     ax.grid(True, which="both", alpha=0.3)

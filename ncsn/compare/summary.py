@@ -56,6 +56,7 @@ class RunSummary:
     registered_model: str | None = None
     model_version: str | None = None
     champion: bool = False
+    champion_version: str | None = None  # where the alias points now, this run's or not
 
     @property
     def fid_over_floor(self) -> float | None:
@@ -132,8 +133,8 @@ def _scores(evaluate: Any | None) -> tuple[str | None, dict[str, float | None]]:
     return None, {}
 
 
-def _registered(store: Store, dataset: str, run_ids: set[str]) -> tuple[str | None, bool]:
-    """The newest version of ``ncsn-<dataset>`` made by one of ``run_ids``, and whether it is champion."""
+def _registered(store: Store, dataset: str, run_ids: set[str]) -> tuple[str | None, str | None]:
+    """The newest version of ``ncsn-<dataset>`` made by one of ``run_ids``, and the champion's version."""
     from mlflow.exceptions import MlflowException
 
     name = f"ncsn-{dataset}"
@@ -141,12 +142,10 @@ def _registered(store: Store, dataset: str, run_ids: set[str]) -> tuple[str | No
         versions = store.client.search_model_versions(f"name = '{name}'")
         aliases = store.client.get_registered_model(name).aliases or {}
     except MlflowException:
-        return None, False
+        return None, None
+    champion = None if aliases.get(CHAMPION) is None else str(aliases[CHAMPION])
     mine = [v for v in versions if v.run_id in run_ids or any(i in (v.source or "") for i in run_ids)]
-    if not mine:
-        return None, False
-    version = str(max(int(v.version) for v in mine))
-    return version, str(aliases.get(CHAMPION)) == version
+    return (str(max(int(v.version) for v in mine)) if mine else None), champion
 
 
 def summarise(store: Store, run: Any, experiment: str) -> RunSummary:
@@ -169,6 +168,7 @@ def summarise(store: Store, run: Any, experiment: str) -> RunSummary:
     if "sample" in stages:
         summary.grid_png = _download(store, stages["sample"], "samples/grid.png")
     summary.registered_model = f"ncsn-{summary.dataset}"
-    summary.model_version, summary.champion = _registered(store, summary.dataset,
-                                                          {r.info.run_id for r in everyone})
+    summary.model_version, summary.champion_version = _registered(store, summary.dataset,
+                                                                  {r.info.run_id for r in everyone})
+    summary.champion = summary.model_version is not None and summary.model_version == summary.champion_version
     return summary

@@ -1,8 +1,8 @@
 """The numbers of the comparison as rows: the differing parameters, the stages, the CSV.
 
 One CSV row per run: identity (run, dataset, profile, commit), the scores and FID ÷ floor, wall
-seconds per stage, the registered version and champion flag, then one ``param:<key>`` column per
-parameter that differs between the runs.
+seconds per stage, the registered version, its champion flag and the champion's version, then
+one ``param:<key>`` column per parameter that differs between the runs.
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ def rows(summaries: Sequence[RunSummary]) -> list[dict[str, Any]]:
         row |= {f"wall_s:{stage}": s.stage_seconds.get(stage) for stage in stages}
         row["wall_s:total"] = s.total_seconds
         row |= {"registered_model": s.registered_model if s.model_version else None,
-                "model_version": s.model_version, "champion": s.champion}
+                "model_version": s.model_version, "champion": s.champion,
+                "champion_version": s.champion_version}
         row |= {f"param:{key}": s.params.get(key) for key in params}
         out.append(row)
     return out
