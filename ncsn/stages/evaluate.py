@@ -21,18 +21,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ncsn.checkpoint import list_checkpoints, load_final_model
 from ncsn.config import Config
-from ncsn.data import load_split
-from ncsn.devices import resolve_device
-from ncsn.evaluation import EvaluationError
-from ncsn.evaluation.extractor import resolve_extractor
-from ncsn.evaluation.json_csv import write_json
-from ncsn.evaluation.memorisation_check import memorisation_metrics
-from ncsn.evaluation.sample_quality import fidelity_cache, sample_quality_metrics
-from ncsn.evaluation.selection import best_snapshot, score_snapshots, write_scores_csv
-from ncsn.sampler_spec import resolve_sampler
-from ncsn.shards import read_samples
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +40,29 @@ def _register(cfg: Config, tracker, metrics: dict[str, Any]) -> None:
 
 def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
     """Evaluate ``paths.sample`` against the held-out split; write ``paths.evaluate``."""
+    from ncsn.checkpoint import final_model_path, list_checkpoints, load_final_model
+    from ncsn.data import load_split
+    from ncsn.devices import resolve_device
+    from ncsn.evaluation import EvaluationError
+    from ncsn.evaluation.extractor import resolve_extractor
+    from ncsn.evaluation.json_csv import write_json
+    from ncsn.evaluation.memorisation_check import memorisation_metrics
+    from ncsn.evaluation.sample_quality import fidelity_cache, sample_quality_metrics
+    from ncsn.evaluation.selection import best_snapshot, score_snapshots, write_scores_csv
+    from ncsn.sampler_spec import resolve_sampler
+    from ncsn.shards import read_samples
+
     device, out_dir = resolve_device(cfg.base.device), Path(cfg.paths.evaluate)
     classifier_path = Path(cfg.paths.classifier) / "classifier.pt"
     train, test = load_split(cfg.paths.prepare, "train"), load_split(cfg.paths.prepare, "test")
+    if not final_model_path(cfg).is_file():
+        raise EvaluationError(f"{final_model_path(cfg)} not found; run the train stage first: dvc repro train")
+    # A model.pt left by another configuration would be scored (and registered) under the wrong name.
+    _, final = load_final_model(cfg)
     snapshots = list_checkpoints(Path(cfg.paths.train) / "snapshots")
     if not snapshots:
         raise EvaluationError(f"no snapshots in {Path(cfg.paths.train) / 'snapshots'}; run the train stage first:"
                               " dvc repro train")
-    # A model.pt left by another configuration would be scored (and registered) under the wrong name.
-    _, final = load_final_model(cfg)
     samples, _ = read_samples(Path(cfg.paths.sample) / "shards")
     if samples.shape[1:] != test.data.shape[1:]:
         raise EvaluationError(f"samples are {tuple(samples.shape[1:])} but the data are {tuple(test.data.shape[1:])};"

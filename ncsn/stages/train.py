@@ -11,7 +11,7 @@ from ncsn.config import Config
 
 def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
     """Train on ``paths.prepare``; write checkpoints, logs and ``model.pt`` to ``paths.train``."""
-    from ncsn.tracking import log_sigma_schedule
+    from ncsn.sigma_logging import log_sigma_schedule
     from ncsn.train import train
 
     out_dir = Path(cfg.paths.train)
