@@ -15,7 +15,7 @@ from typing import Any, Sequence
 from ncsn.compare.summary import RunSummary
 from ncsn.compare.table import differing_params, stage_order, started
 
-SMALL_IMAGE = 360  # grids narrower than this (digits) are drawn at twice their size, pixelated
+GRID_WIDTH = 540  # sample grids narrower than this are enlarged towards it (two side by side)
 
 CSS = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1d2330;
@@ -34,9 +34,10 @@ td.key, code { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font
 .badge { display: inline-block; padding: 1px 8px; border-radius: 9px; font-size: 12px; font-weight: 600;
          background: #fcefc7; color: #7a5300; }
 .muted { color: #8a93a3; }
-.grids { display: flex; flex-wrap: wrap; gap: 18px; }
+.grids { display: flex; flex-wrap: wrap; gap: 18px; align-items: flex-start; }
 figure { margin: 0; background: #fff; padding: 10px; box-shadow: 0 1px 2px rgba(0,0,0,.06); }
 figcaption { font-size: 13px; color: #3a4252; margin-top: 6px; }
+img { max-width: 100%; }
 img.pixelated { image-rendering: pixelated; }
 .scroll { overflow-x: auto; }
 """
@@ -62,17 +63,24 @@ def duration(seconds: float | None) -> str:
     return f"{minutes} min {rest:02d} s"
 
 
-def image(data: bytes, alt: str) -> str:
-    """An ``<img>`` holding the PNG bytes themselves; small images drawn at twice their size."""
+def image(data: bytes, alt: str, *, enlarge_to: int | None = None) -> str:
+    """An ``<img>`` holding the PNG bytes themselves.
+
+    :param enlarge_to: draw an image narrower than this at up to twice its size, at most this
+        wide (exactly twice: pixelated, so that pixels stay sharp).
+    """
     style = ""
     try:
         from PIL import Image
 
         with Image.open(io.BytesIO(data)) as im:
-            if im.width < SMALL_IMAGE:
-                style = f' class="pixelated" style="width:{2 * im.width}px"'
+            width = im.width
     except (ImportError, OSError):
-        pass
+        width = None
+    if enlarge_to is not None and width is not None and width < enlarge_to:
+        shown = min(enlarge_to, 2 * width)
+        crisp = ' class="pixelated"' if shown == 2 * width else ""
+        style = f'{crisp} style="width:{shown}px"'
     uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
     return f'<img src="{uri}" alt="{esc(alt)}"{style}>'
 
@@ -132,7 +140,7 @@ def _params(summaries: Sequence[RunSummary]) -> str:
 def _grids(summaries: Sequence[RunSummary]) -> str:
     figures = []
     for s in summaries:
-        inner = (image(s.grid_png, f"samples of {s.label}") if s.grid_png
+        inner = (image(s.grid_png, f"samples of {s.label}", enlarge_to=GRID_WIDTH) if s.grid_png
                  else "<p class='muted'>no sample grid (the sample stage did not run in this run)</p>")
         figures.append(f"<figure>{inner}<figcaption>{esc(s.label)}</figcaption></figure>")
     return f"<div class='grids'>{''.join(figures)}</div>"
