@@ -1,9 +1,24 @@
-"""The ncsn pipeline as a Prefect 3 flow: one task per DVC stage.
+"""The ncsn pipeline as a Prefect 3 flow: one task per DVC stage, independent stages at once.
 
-The stages and their order come from ``dvc.yaml`` (``ncsn.pipeline.stage_order``); each task
-runs ``dvc repro --single-item STAGE``, so DVC still decides what is up to date. A task is
-retried only when its failure looks transient (the stage was killed from outside, or the
-repository was locked); a bad parameter is rejected before any task starts.
+The graph is DVC's (``ncsn.pipeline.stage_graph`` reads ``dvc.yaml`` through DVC's index):
+each stage is submitted as a task future that waits for the futures of its upstream stages,
+so ``classifier``, ``train`` and ``figures`` run together once ``prepare`` is done, then
+``sample`` and ``inpaint``. With ``parallel=False`` each stage waits for the previous one.
+
+DVC's repository lock: each task runs ``dvc --wait-for-lock repro --single-item STAGE``. DVC
+takes the repository lock only for the short parts of a stage (reading the index, the change
+and run-cache checks, hashing the outputs, committing them to the cache and writing the stage's
+entry of ``dvc.lock``) and releases it while the stage's command runs; per-path read/write
+locks still guard the files. Without ``--wait-for-lock`` a ``dvc`` that finds the lock taken
+gives up after 3 s, and a stage can fail *after* its command finished, when DVC takes the lock
+back to commit. Waiting instead serialises only those short parts and keeps DVC's own
+bookkeeping: every stage is recorded in ``dvc.lock`` (and the run cache) exactly as by
+``dvc repro``, so ``dvc status`` is clean after the flow. A lock held by a process that died is
+released by the kernel (DVC's lock is an ``flock``), so the wait cannot hang on a stale lock.
+
+A task is retried only when its failure looks transient (the stage was killed from outside);
+a bad parameter is rejected before any task starts. The run's page in the Prefect UI shows the
+training progress, the evaluate metrics and the champion decision (``flows.artifacts``).
 
 Run it without a server (Prefect's ephemeral mode) or against ``PREFECT_API_URL``::
 
@@ -13,16 +28,20 @@ Run it without a server (Prefect's ephemeral mode) or against ``PREFECT_API_URL`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 from typing import Sequence
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import wait
 
-from ncsn.pipeline import StageFailed, apply_overrides, params_restored, parent_run, repro_stage, stage_order
+from flows.artifacts import publish_metrics, publish_summary, training_progress
+from ncsn.pipeline import StageFailed, apply_overrides, params_restored, parent_run, repro_stage, stage_graph
 
-REPO = Path(__file__).resolve().parents[1]  # the DVC repository the flow runs in
+REPO = Path(__file__).resolve().parents[1]  # the DVC repository the flow runs in by default
+TRAIN_STAGE = "train"  # the stage whose train_log.csv feeds the progress artifact
 
 
 def _retry_if_transient(task, task_run, state) -> bool:
@@ -33,32 +52,54 @@ def _retry_if_transient(task, task_run, state) -> bool:
 
 @task(retries=2, retry_delay_seconds=10, retry_condition_fn=_retry_if_transient,
       cache_policy=NO_CACHE, log_prints=True)
-def dvc_stage(repo: str, stage: str) -> str:
-    """``dvc repro --single-item STAGE`` (DVC skips it when nothing changed)."""
-    repro_stage(Path(repo), stage)
+def dvc_stage(repo: str, stage: str, train_log: str | None = None, total_steps: int = 0) -> str:
+    """``dvc --wait-for-lock repro --single-item STAGE`` (DVC skips it when nothing changed).
+
+    :param train_log: when given, a progress artifact follows this ``train_log.csv`` meanwhile.
+    :param total_steps: the step count that is 100 % of that progress.
+    """
+    progress = training_progress(Path(train_log), total_steps) if train_log else contextlib.nullcontext()
+    with progress:
+        repro_stage(Path(repo), stage, wait_for_lock=True)
     return stage
 
 
 @flow(name="ncsn-pipeline", log_prints=True)
 def ncsn_pipeline(dataset: str = "mnist5k", profile: str = "cpu", overrides: list[str] | None = None,
-                  restore_params: bool = False) -> list[str]:
-    """Train, sample, evaluate and inpaint with NCSN: every stage of dvc.yaml, in order.
+                  restore_params: bool = False, parallel: bool = True, repo: str | None = None) -> list[str]:
+    """Train, sample, evaluate and inpaint with NCSN: every stage of dvc.yaml, following its DAG.
 
     :param dataset: ``base.dataset`` in params.yaml.
     :param profile: ``profile`` in params.yaml (smoke | cpu | paper).
     :param overrides: more ``key=value`` edits, as ``dvc exp run -S`` (e.g. ``train.lr=5e-4``).
     :param restore_params: put params.yaml back as it was once the run ends.
-    :returns: the stages run, in order.
+    :param parallel: run independent stages at the same time (else one after another).
+    :param repo: the DVC repository to run in (default: the one holding this file).
+    :returns: the stages, in a topological order.
+    :raises RuntimeError: naming the stages that failed or could not run.
     """
-    repo = REPO
-    with params_restored(repo, restore=restore_params):
-        cfg = apply_overrides(repo, [f"profile={profile}", f"base.dataset={dataset}", *(overrides or [])])
-        stages = stage_order(repo)
-        print(f"stages: {' -> '.join(stages)}")
-        with parent_run(cfg, repo):
-            for stage in stages:
-                dvc_stage.with_options(name=stage, task_run_name=stage)(str(repo), stage)
-    return stages
+    root = Path(repo) if repo else REPO
+    with params_restored(root, restore=restore_params):
+        cfg = apply_overrides(root, [f"profile={profile}", f"base.dataset={dataset}", *(overrides or [])])
+        graph = stage_graph(root)
+        print("stages: " + ", ".join(f"{s} <- {' + '.join(up) or '(none)'}" for s, up in graph.items()))
+        train_log = str(root / cfg.paths.train / "train_log.csv")
+        with parent_run(cfg, root) as tracker:
+            futures: dict = {}
+            for i, (stage, upstream) in enumerate(graph.items()):
+                before = upstream if parallel else list(graph)[:i][-1:]
+                progress = {"train_log": train_log, "total_steps": cfg.train.n_iters} if stage == TRAIN_STAGE else {}
+                futures[stage] = dvc_stage.with_options(name=stage, task_run_name=stage).submit(
+                    str(root), stage, **progress, wait_for=[futures[s] for s in before])
+            wait(list(futures.values()))
+            failed = [s for s, f in futures.items() if not f.state.is_completed()]
+            metrics = root / cfg.paths.evaluate / "metrics.json"
+            if "evaluate" not in failed and metrics.is_file():
+                publish_metrics(metrics)
+            publish_summary(getattr(tracker, "run_id", None), root / cfg.paths.report / "report.html", failed)
+    if failed:
+        raise RuntimeError(f"stages not completed: {', '.join(failed)} (see their task runs)")
+    return list(graph)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -67,8 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("-S", "--set-param", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--restore-params", action="store_true")
+    parser.add_argument("--sequential", action="store_true", help="one stage at a time, in a topological order")
+    parser.add_argument("--repo", default=None, help="the DVC repository to run in (default: this one)")
     args = parser.parse_args(argv)
-    state = ncsn_pipeline(args.dataset, args.profile, args.overrides, args.restore_params, return_state=True)
+    state = ncsn_pipeline(args.dataset, args.profile, args.overrides, args.restore_params,
+                          parallel=not args.sequential, repo=args.repo, return_state=True)
     return 0 if state.is_completed() else 1
 
 

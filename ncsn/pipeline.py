@@ -2,7 +2,8 @@
 
 ``dvc.yaml`` is the one definition of the graph; this module only asks DVC for it:
 
-* ``stage_order`` -- the stages in a topological order computed by DVC's own index;
+* ``stage_graph`` / ``stage_order`` -- each stage with its upstream stages, in a topological
+  order, from DVC's own index (the Prefect flow runs independent stages at the same time);
 * ``apply_overrides`` -- ``key=value`` edits of ``params.yaml`` with the grammar of
   ``dvc exp run -S`` (DVC's Hydra helper), validated by ``ncsn.config`` before anything runs;
 * ``repro_stage`` -- ``dvc repro --single-item STAGE`` in a subprocess, output streamed.
@@ -96,21 +97,28 @@ def _address(stage, repo: Path) -> str:
     return stage.name if dvcfile == Path("dvc.yaml") else f"{dvcfile.as_posix()}:{stage.name}"
 
 
-def stage_order(repo: Path) -> list[str]:
-    """The pipeline's stages in an order where every stage follows the stages it depends on.
+def stage_graph(repo: Path) -> dict[str, list[str]]:
+    """Every pipeline stage with the stages it depends on directly, in ``stage_order``.
 
     The graph is DVC's (``Repo.index.graph``, after ``${...}`` interpolation); ties are broken
     by the order of the stages in ``dvc.yaml``, so the result is deterministic.
 
-    :returns: stage addresses as ``dvc repro`` accepts them, e.g. ``["prepare", "train", ...]``.
+    :returns: ``{stage: [its upstream stages]}``, addresses as ``dvc repro`` takes them.
     """
     import networkx as nx
 
     stages, graph = _pipeline_stages(repo)
-    position = {stage: i for i, stage in enumerate(stages)}
-    upstream_first = graph.reverse(copy=True)
+    position = {stage: i for i, stage in enumerate(stages)}  # pipeline stages only
+    upstream_first = graph.reverse(copy=True)  # DVC's edges point from a stage to its deps
     ordered = nx.lexicographical_topological_sort(upstream_first, key=lambda s: position.get(s, -1))
-    return [_address(s, repo) for s in ordered if s in position]
+    return {_address(s, repo): [_address(u, repo) for u in sorted(graph.successors(s), key=position.get)
+                                if u in position]
+            for s in ordered if s in position}
+
+
+def stage_order(repo: Path) -> list[str]:
+    """The pipeline's stages in an order where every stage follows the stages it depends on."""
+    return list(stage_graph(repo))
 
 
 def stage_outputs(repo: Path) -> dict[str, list[str]]:
@@ -195,14 +203,17 @@ def _stage_env() -> dict[str, str]:
     return {**os.environ, "PATH": path, "PYTHONUNBUFFERED": "1"}
 
 
-def repro_stage(repo: Path, stage: str) -> None:
+def repro_stage(repo: Path, stage: str, *, wait_for_lock: bool = False) -> None:
     """Run ``dvc repro --single-item STAGE`` in ``repo``, streaming its output to stdout.
 
-    DVC skips the stage when its deps, params and outs are unchanged.
+    DVC skips the stage when its deps, params and outs are unchanged. It holds the repository
+    lock only to check, save and commit the stage, not while its command runs; ``wait_for_lock``
+    (``dvc --wait-for-lock``) waits for a lock held by another ``dvc`` instead of failing after 3 s.
 
     :raises StageFailed: with the stage, dvc's exit code and the command's exit status.
     """
-    cmd = [sys.executable, "-m", "dvc", "repro", "--single-item", stage]
+    lock = ["--wait-for-lock"] if wait_for_lock else []
+    cmd = [sys.executable, "-m", "dvc", *lock, "repro", "--single-item", stage]
     tail: collections.deque[str] = collections.deque(maxlen=40)
     with subprocess.Popen(cmd, cwd=repo, env=_stage_env(), stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.dvc_repo import make_dvc_repo
 
@@ -21,6 +25,7 @@ from prefect.settings import (  # noqa: E402
     PREFECT_API_URL,
     PREFECT_HOME,
     PREFECT_SERVER_ANALYTICS_ENABLED,
+    PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
     temporary_settings,
 )
 
@@ -36,7 +41,9 @@ def ephemeral_prefect(tmp_path_factory):
     from prefect.server.api.server import SubprocessASGIServer
 
     home = tmp_path_factory.mktemp("prefect_home")
-    with temporary_settings(updates={PREFECT_HOME: home, PREFECT_SERVER_ANALYTICS_ENABLED: False},
+    settings = {PREFECT_HOME: home, PREFECT_SERVER_ANALYTICS_ENABLED: False,
+                PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 120}  # default 20 s: too short on 2 busy cores
+    with temporary_settings(updates=settings,
                             restore_defaults={PREFECT_API_URL}):
         try:
             yield home
@@ -127,3 +134,90 @@ def test_flow_rejects_a_bad_parameter_before_any_stage(ephemeral_prefect, fake_r
 
     assert not (repo / "ran.txt").exists()
     assert (repo / "params.yaml").read_bytes() == original
+
+
+def _timed(stage: str, body: str) -> str:
+    """A stage command that writes its start and end times (``times/STAGE``) around ``body``."""
+    return f"mkdir -p times && date +%s.%N > times/{stage}.start && {body} && date +%s.%N > times/{stage}.end"
+
+
+def _window(repo: Path, stage: str) -> tuple[float, float]:
+    return tuple(float((repo / "times" / f"{stage}.{edge}").read_text()) for edge in ("start", "end"))
+
+
+_DAG = {  # train and other are independent; evaluate needs both; report needs evaluate
+    "train": {"cmd": _timed("train", "mkdir -p outputs/train && echo step,loss,images_per_s > outputs/train/train_log.csv"
+                                     " && for s in 10 20 30 40; do sleep 1; echo $s,0.5,100 >> outputs/train/train_log.csv;"
+                                     " done"),
+              "outs": [{"outputs/train/train_log.csv": {"cache": False}}]},
+    "other": {"cmd": _timed("other", "sleep 4 && echo other > other.txt"), "outs": ["other.txt"]},
+    "evaluate": {"cmd": _timed("evaluate", "mkdir -p outputs/evaluate && echo '{\"fid\": 12.3456, \"extractor\": \"x\"}'"
+                                           " > outputs/evaluate/metrics.json"),
+                 "deps": ["outputs/train/train_log.csv", "other.txt"],
+                 "metrics": [{"outputs/evaluate/metrics.json": {"cache": False}}]},
+    "report": {"cmd": "mkdir -p outputs/report && echo '<html>' > outputs/report/report.html",
+               "deps": ["outputs/evaluate/metrics.json"], "outs": [{"outputs/report/report.html": {"cache": False}}]},
+}
+
+
+def _dvc_status(repo: Path) -> str:
+    result = subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=repo, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def _artifacts(flow_run_id: uuid.UUID) -> dict:
+    """``{key: artifact}`` of the artifacts of a flow run and of its task runs."""
+    from prefect.client.schemas.objects import Artifact
+
+    query = {"artifacts": {"flow_run_id": {"any_": [str(flow_run_id)]}}, "limit": 50, "offset": 0, "sort": "KEY_ASC"}
+    with get_client(sync_client=True) as client:  # (its read_artifacts sends None for each filter not given)
+        found = Artifact.model_validate_list(client.request("POST", "/artifacts/filter", json=query).json())
+    return {a.key: a for a in found}
+
+
+def test_flow_runs_independent_stages_at_once_and_publishes_artifacts(ephemeral_prefect, fake_repo):
+    repo = fake_repo(_DAG)
+    state = ncsn_pipeline(profile="smoke", return_state=True)
+
+    assert state.is_completed(), state.message
+    (train_start, train_end), (other_start, other_end) = _window(repo, "train"), _window(repo, "other")
+    assert max(train_start, other_start) < min(train_end, other_end), "train and other did not overlap"
+    assert _window(repo, "evaluate")[0] >= max(train_end, other_end)  # a stage waits for all its upstream
+    # DVC's lock did not fail a stage, and every stage is recorded in dvc.lock.
+    assert "up to date" in _dvc_status(repo)
+    assert set(yaml.safe_load((repo / "dvc.lock").read_text())["stages"]) == set(_DAG)
+
+    flow_run_id = state.state_details.flow_run_id
+    runs = _task_runs(flow_run_id, expected=len(_DAG))
+    artifacts = _artifacts(flow_run_id)
+    progress = artifacts["ncsn-training"]
+    assert progress.type == "progress" and float(progress.data) == 100.0  # 40 of smoke's 40 steps
+    assert progress.task_run_id == runs["train"].id
+    assert artifacts["ncsn-metrics"].type == "table"
+    assert json.loads(artifacts["ncsn-metrics"].data) == [{"metric": "fid", "value": "12.35"},
+                                                          {"metric": "extractor", "value": "x"}]
+    summary = artifacts["ncsn-summary"].data
+    assert "Every stage completed" in summary and "tracking is off" in summary
+    assert str(repo / "outputs" / "report" / "report.html") in summary
+
+
+def test_the_sequential_flow_runs_one_stage_at_a_time(ephemeral_prefect, fake_repo):
+    repo = fake_repo({name: _DAG[name] for name in ("other", "train")})
+    state = ncsn_pipeline(profile="smoke", parallel=False, return_state=True)
+
+    assert state.is_completed(), state.message
+    (train_start, _), (_, other_end) = _window(repo, "train"), _window(repo, "other")
+    assert train_start >= other_end  # dvc.yaml order: other, then train
+    assert "up to date" in _dvc_status(repo)
+
+
+def test_last_step_reads_the_last_complete_row(tmp_path):
+    from flows.artifacts import last_step
+
+    log = tmp_path / "train_log.csv"
+    assert last_step(log) == 0  # not written yet
+    log.write_text("step,loss,images_per_s\n")
+    assert last_step(log) == 0
+    log.write_text("step,loss,images_per_s\n10,0.5,100\n20,0.4,1")  # the last row is being written
+    assert last_step(log) == 10

@@ -17,7 +17,7 @@ from tests.dvc_repo import make_dvc_repo
 from tests.helpers import REPO
 from ncsn import pipeline
 from ncsn.config import ConfigError
-from ncsn.pipeline import StageFailed, apply_overrides, repro_stage, stage_order
+from ncsn.pipeline import StageFailed, apply_overrides, repro_stage, stage_graph, stage_order
 
 
 @pytest.fixture(autouse=True)
@@ -42,6 +42,16 @@ def test_stage_order_of_the_real_pipeline_respects_its_dependencies():
               ("classifier", "evaluate"), ("train", "inpaint"), ("prepare", "inpaint")]
     for first, then in before:
         assert order.index(first) < order.index(then), f"{first} should run before {then}: {order}"
+
+
+def test_stage_graph_of_the_real_pipeline_names_each_stage_upstream():
+    graph = stage_graph(REPO)
+    assert list(graph) == stage_order(REPO)
+    assert graph["prepare"] == [] and graph["train"] == ["prepare"] and graph["sample"] == ["train"]
+    assert set(graph["evaluate"]) == {"prepare", "classifier", "train", "sample"}
+    assert {"train", "figures"}.isdisjoint(graph["classifier"])  # independent: the flow runs them at once
+    for stage, upstream in graph.items():
+        assert all(list(graph).index(u) < list(graph).index(stage) for u in upstream)
 
 
 def test_apply_overrides_changes_exactly_the_named_keys(tmp_path):
