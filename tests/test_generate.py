@@ -111,3 +111,17 @@ def test_bf16_on_a_cpu_without_native_bf16_warns(checkpoint, monkeypatch, caplog
     with caplog.at_level("WARNING", logger="ncsn.score_model"):
         load_score_model(checkpoint, bf16=True)
     assert "bf16" not in caplog.text
+
+
+def test_the_resolved_sampler_survives_its_manifest_round_trip(checkpoint) -> None:
+    import json
+
+    from ncsn.sampler_spec import SamplerSpec
+
+    sigmas = load_score_model(checkpoint).sigmas
+    spec = resolve_sampler(SampleConfig(sampler="ald", n_steps_each=3, eps="auto", denoise=True), sigmas,
+                           n_steps_each=2)
+    assert (spec.n_steps_each, spec.num_levels, spec.evaluations_per_sample) == (2, 4, 4 * 2 + 1)
+    recorded = json.loads(json.dumps(spec.to_dict()))
+    assert SamplerSpec(**{k: recorded[k] for k in SamplerSpec.__dataclass_fields__}) == spec
+    assert recorded["evaluations_per_sample"] == 9 and recorded["eps"] == technique4_eps(sigmas.tolist(), 2)

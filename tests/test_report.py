@@ -185,3 +185,17 @@ def test_stage_wall_times_come_from_the_sibling_mlflow_runs(cfg, tmp_path):
     assert "<td>prepare</td>" in timings and "<td>train</td>" in timings
     assert "<td>report</td>" not in timings  # still running
     assert "not recorded" not in timings
+
+
+def test_the_sampler_line_is_the_one_the_sample_stage_recorded(cfg):
+    from ncsn.sampler_spec import resolve_sampler
+
+    fake_outputs(cfg)
+    assert "its resolved settings are not recorded" in render_report(cfg)
+    spec = resolve_sampler(cfg.sample, [0.6 ** i for i in range(10)], n_steps_each=3, eps="auto")
+    shards = Path(cfg.paths.sample) / "shards"
+    shards.mkdir()
+    (shards / "manifest.json").write_text(json.dumps({"sampler": spec.to_dict()}))
+    html = render_report(cfg)
+    assert spec.describe() in html and f"eps = {spec.eps:.3g} (auto: NCSNv2 technique 4)" in html
+    assert f"{spec.evaluations_per_sample} network evaluations per sample" in html
