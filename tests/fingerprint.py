@@ -34,8 +34,8 @@ def _numbers(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
     for key, value in sorted(metrics.items()):
         if isinstance(value, dict):
             out |= _numbers(value, f"{prefix}{key}.")
-        elif isinstance(value, (int, float)) and not isinstance(value, bool) and "seconds" not in key \
-                and "time" not in key:
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and not any(
+                word in key for word in ("seconds", "time", "timing")):
             out[prefix + key] = value
     return out
 
