@@ -35,7 +35,7 @@ def _numbers(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
         if isinstance(value, dict):
             out |= _numbers(value, f"{prefix}{key}.")
         elif isinstance(value, (int, float)) and not isinstance(value, bool) and not any(
-                word in key for word in ("seconds", "time", "timing")):
+                word in prefix + key for word in ("seconds", "time", "timing")):
             out[prefix + key] = value
     return out
 
