@@ -103,6 +103,16 @@ def test_images_and_labels_of_different_lengths_are_refused(tmp_path: Path) -> N
         load_idx_dataset("mnist", tmp_path, download=False)
 
 
+def test_unreadable_idx_file_is_one_data_error(tmp_path: Path) -> None:
+    write_idx_dataset(tmp_path, "mnist", "none")
+    (tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03 truncated")
+    with pytest.raises(DataError) as info:
+        load_idx_dataset("mnist", tmp_path, download=False)
+    assert "\n" not in str(info.value)
+    assert str(info.value).startswith(f"MNIST files in {tmp_path / 'MNIST' / 'raw'} are unreadable (")
+    assert "scripts/get_offline_data.sh mnist" in str(info.value)
+
+
 def test_corrupt_gzip_is_one_data_error(tmp_path: Path) -> None:
     write_idx_dataset(tmp_path, "fashion_mnist", "all")
     (tmp_path / "FashionMNIST" / "raw" / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b\x08 not gzip")

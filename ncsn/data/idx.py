@@ -87,6 +87,10 @@ def offline_command(name: str, root: str | Path) -> str:
     return f"{OFFLINE_SCRIPT} {name} {shlex.quote(str(root))}"
 
 
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
 def load_idx_dataset(name: str, root: str | Path, *, download: bool) -> Splits:
     """The official 60,000 / 10,000 split of ``name`` (``mnist`` or ``fashion_mnist``) through
     ``torchvision.datasets.MNIST`` / ``FashionMNIST``.
@@ -112,7 +116,7 @@ def load_idx_dataset(name: str, root: str | Path, *, download: bool) -> Splits:
         except Exception as err:  # URLError, md5 mismatch, unreadable IDX file, ...
             raise DataError(f"{download_error(spec.title, raw, err)} Without internet: "
                             f"{offline_command(spec.name, root)}.") if download else DataError(
-                f"{spec.title} files in {raw} are unreadable ({err}); replace them: "
+                f"{spec.title} files in {raw} are unreadable ({_first_line(err)}); replace them: "
                 f"{offline_command(spec.name, root)}, {how_to_download()}.") from None
         images, labels = ds.data, ds.targets
         if images.ndim != 3 or tuple(images.shape[1:]) != (28, 28) or len(labels) != len(images):
