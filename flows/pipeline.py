@@ -80,7 +80,7 @@ def ncsn_pipeline(dataset: str = "mnist5k", profile: str = "cpu", overrides: lis
     """
     root = Path(repo) if repo else REPO
     with params_restored(root, restore=restore_params):
-        cfg = apply_overrides(root, [f"profile={profile}", f"base.dataset={dataset}", *(overrides or [])])
+        cfg = apply_overrides(root, [f"profile={profile}", f"dataset={dataset}", *(overrides or [])])
         graph = stage_graph(root)
         print("stages: " + ", ".join(f"{s} <- {' + '.join(up) or '(none)'}" for s, up in graph.items()))
         train_log = str(root / cfg.paths.train / "train_log.csv")

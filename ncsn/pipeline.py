@@ -4,8 +4,8 @@
 
 * ``stage_graph`` / ``stage_order`` -- each stage with its upstream stages, in a topological
   order, from DVC's own index (the Prefect flow runs independent stages at the same time);
-* ``apply_overrides`` -- ``key=value`` edits of ``params.yaml`` with the grammar of
-  ``dvc exp run -S`` (DVC's Hydra helper), validated by ``ncsn.config`` before anything runs;
+* ``apply_overrides`` -- ``params.yaml`` composed from ``ncsn/conf`` with ``-S key=value``
+  overrides, as ``dvc exp run -S`` does (DVC's Hydra helper), validated before anything runs;
 * ``repro_stage`` -- ``dvc repro --single-item STAGE`` in a subprocess, output streamed.
 
 One ``dvc repro`` per stage, inside one MLflow parent run (``ncsn.tracking.pipeline_run``),
@@ -127,60 +127,43 @@ def stage_outputs(repo: Path) -> dict[str, list[str]]:
     return {_address(s, repo): [out.def_path for out in s.outs] for s in stages}
 
 
-@contextlib.contextmanager
-def _nulls_kept() -> Iterator[None]:
-    """Make DVC's YAML writer spell ``None`` as ``null`` (ruamel writes nothing), then undo it.
+def conf_dir(repo: Path) -> Path:
+    """The Hydra config folder of ``repo`` (``ncsn/conf``, as ``.dvc/config`` names it), else the package's."""
+    from ncsn.config.composition import CONF_DIR
 
-    Without this every ``null`` in params.yaml would lose its spelling on each override.
-    """
-    from ruamel.yaml.representer import RoundTripRepresenter
-
-    def represent_null(representer, _data):
-        return representer.represent_scalar("tag:yaml.org,2002:null", "null")
-
-    previous = RoundTripRepresenter.yaml_representers.get(type(None))
-    RoundTripRepresenter.add_representer(type(None), represent_null)
-    try:
-        yield
-    finally:
-        RoundTripRepresenter.add_representer(type(None), previous)
+    return repo / "ncsn" / "conf" if (repo / "ncsn" / "conf" / "config.yaml").is_file() else CONF_DIR
 
 
 def apply_overrides(repo: Path, overrides: Sequence[str]) -> Config:
-    """Apply ``dvc exp run -S``-style overrides to ``params.yaml`` and validate the result.
+    """Write ``params.yaml`` as the composition of ``ncsn/conf`` with ``overrides``, and validate it.
 
-    The grammar is Hydra's, through DVC's own helper: ``profile=smoke``, ``train.lr=5e-4``,
-    ``inpaint.masks=[center]``, ``params.yaml:train.lr=5e-4``. The file is rewritten only
-    when a value changes (then, as with DVC, in-line lists become block lists).
+    Exactly what ``dvc exp run -S`` does with ``hydra.enabled`` (DVC's ``compose_and_dump``):
+    ``profile=smoke``, ``dataset=fashion_mnist``, ``sigma=ncsnv2``, ``train.lr=5e-4``,
+    ``inpaint.masks=[center]``, ``params.yaml:train.lr=5e-4``. ``params.yaml`` then holds the
+    effective value of every key. The file is rewritten only when a value changes.
 
     :returns: the validated configuration.
     :raises ConfigError: for a bad override or a bad resulting value; params.yaml is then
         restored byte for byte.
     """
-    from dvc.exceptions import InvalidArgumentError
     from dvc.utils.cli_parse import to_path_overrides
-    from dvc.utils.hydra import apply_overrides as dvc_apply_overrides
 
-    path = repo / PARAMS
-    if not overrides:
-        return load_config(path)
-    by_file = to_path_overrides(overrides)
+    from ncsn.config.composition import write_params
+
+    by_file = to_path_overrides(list(overrides)) if overrides else {PARAMS: []}
     others = sorted(f for f in by_file if f != PARAMS)
     if others:
         raise ConfigError(f"{PARAMS}: overrides may only target {PARAMS}, not {', '.join(others)}.")
-    original = path.read_bytes()
+    path = repo / PARAMS
+    original = path.read_bytes() if path.is_file() else None
     try:
-        with _nulls_kept():
-            dvc_apply_overrides(path, by_file[PARAMS])
-        if yaml.safe_load(path.read_bytes()) == yaml.safe_load(original):
-            path.write_bytes(original)  # same values: keep the file as written (DVC reflows lists)
+        write_params(path, by_file[PARAMS], conf_dir(repo))
+        if original is not None and yaml.safe_load(path.read_bytes()) == yaml.safe_load(original):
+            path.write_bytes(original)  # same values: keep the file as it was
         return load_config(path)
-    except InvalidArgumentError as err:
-        path.write_bytes(original)
-        cause = str(err.__cause__ or err).splitlines()[0]
-        raise ConfigError(f"{PARAMS}: bad override in {' '.join(overrides)!r}: {cause}") from None
     except BaseException:
-        path.write_bytes(original)
+        if original is not None:
+            path.write_bytes(original)
         raise
 
 

@@ -1,9 +1,9 @@
-"""Shared test helpers: parameter files pointing into a temporary folder."""
+"""Shared test helpers: parameter files pointing into a temporary folder, copies of the repository."""
 
 from __future__ import annotations
 
-import copy
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,9 +16,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 def write_params(tmp_path: Path, overrides: dict[str, dict[str, Any]] | None = None, *,
                  profile: str = "smoke") -> Path:
-    """A params.yaml for ``profile`` whose outputs all land under ``tmp_path``."""
-    params = copy.deepcopy(yaml.safe_load((REPO / "params.yaml").read_text()))
-    params["profile"] = profile
+    """A params.yaml composed for ``profile`` (``ncsn/conf``) whose outputs all land under ``tmp_path``."""
+    from ncsn.config.composition import compose_params
+
+    params = compose_params([f"profile={profile}"])
     params["paths"] = {k: str(tmp_path / "outputs" / k) for k in params["paths"]}
     params["tracking"]["enabled"] = False
     for section, values in (overrides or {}).items():
@@ -46,3 +47,31 @@ def run_ncsn(*args: str, cwd: Path, check: bool = True, **kwargs) -> subprocess.
     if check and result.returncode != 0:
         raise AssertionError(f"ncsn {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
     return result
+
+
+def copy_repository(dest: Path) -> None:
+    """The repository's tracked and unignored files, committed into a fresh git repo at ``dest``."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            cwd=REPO, check=True, capture_output=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = REPO / name
+        if source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    git = ["git", "-c", "user.name=ncsn-test", "-c", "user.email=ncsn-test@localhost"]
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    subprocess.run(git + ["add", "-A"], cwd=dest, check=True)
+    subprocess.run(git + ["commit", "-q", "-m", "copy"], cwd=dest, check=True)
+
+
+def repo_env(repo: Path) -> dict[str, str]:
+    """The environment of a ``dvc`` or ``ncsn`` command run in the copy ``repo``: this venv's
+    commands first on PATH, the copy's package importable, one thread, git identity set, no
+    ``MLFLOW_TRACKING_URI`` (add one to track into a server)."""
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+           "PYTHONPATH": str(repo), "DVC_NO_ANALYTICS": "1", "OMP_NUM_THREADS": "1",
+           "GIT_AUTHOR_NAME": "ncsn-test", "GIT_AUTHOR_EMAIL": "ncsn-test@localhost",
+           "GIT_COMMITTER_NAME": "ncsn-test", "GIT_COMMITTER_EMAIL": "ncsn-test@localhost"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env

@@ -102,7 +102,7 @@ def _set(section: str, key: Any, value: Any) -> Callable[[dict[str, Any]], None]
     (_set("sample", "trajectory_samples", 0), ["'sample.trajectory_samples' = 0", ">= 1"]),
     (_set("data", "gmm_samples", -5), ["'data.gmm_samples' = -5", ">= 1"]),
     (_set("train", 1, 2), ["unknown key 'train.1'", "Valid keys in 'train'"]),
-    (lambda p: p.__setitem__("profile", ["smoke"]), ["'profile' = ['smoke']", "smoke, cpu, paper"]),
+    (lambda p: p.__setitem__("profile", ["smoke"]), ["'profile' = ['smoke']", "cpu, paper, smoke"]),
     (lambda p: p.__setitem__("train", 0), ["section 'train' must be a mapping, found 0"]),
 ], ids=["unknown-key", "negative-eps", "wrong-type", "infinite-sigma", "no-masks", "unknown-mask", "fraction-1",
         "no-trajectory", "negative-gmm-samples", "integer-key", "profile-list", "section-scalar"])

@@ -1,4 +1,4 @@
-"""Params loading: profiles, precedence, and one clear error per bad value."""
+"""Params loading: composition of ncsn/conf, precedence, and one clear error per bad value."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ncsn.config import SECTIONS, Config, ConfigError, config_from_dict, load_config
-from ncsn.profiles import PROFILES
+from ncsn.config.composition import CONF_DIR, compose_params, group_options
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -26,8 +26,23 @@ def with_value(section: str, key: str, value) -> dict:
 def test_repository_params_load_with_the_cpu_profile() -> None:
     cfg = load_config(REPO / "params.yaml")
     assert cfg.profile == "cpu"
-    assert cfg.train.n_iters == PROFILES["cpu"]["train"]["n_iters"]
+    assert cfg.train.n_iters == 3000
     assert cfg.model.arch == "unet"
+
+
+def test_params_yaml_is_the_composition_of_the_defaults() -> None:
+    """params.yaml holds the effective value of every key: what `dvc exp run` with no -S composes."""
+    assert PARAMS == compose_params([])
+    assert not [f"{s}.{k}" for s, v in PARAMS.items() if isinstance(v, dict) for k, x in v.items()
+                if x is None and f"{s}.{k}" not in {"data.folder", "data.image_size", "data.channels",
+                                                     "train.grad_clip", "evaluate.weights_path"}]
+
+
+def test_dataclass_defaults_equal_the_shared_values_of_conf() -> None:
+    shared = yaml.safe_load((CONF_DIR / "config.yaml").read_text())
+    assert Config().to_dict() | {"profile": None} == {**{k: v for k, v in shared.items() if k != "defaults"},
+                                                       "base": {**shared["base"], "dataset": "mnist5k"},
+                                                       "profile": None}
 
 
 def test_params_yaml_lists_every_key_so_dvc_set_param_can_override_it() -> None:
@@ -35,19 +50,52 @@ def test_params_yaml_lists_every_key_so_dvc_set_param_can_override_it() -> None:
         assert set(PARAMS[name]) == set(cls.__dataclass_fields__), name
 
 
-@pytest.mark.parametrize("profile", list(PROFILES))
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "paper"])
 def test_every_profile_resolves(profile: str) -> None:
-    cfg = config_from_dict({**PARAMS, "profile": profile})
+    assert profile in group_options("profile")
+    cfg = config_from_dict(compose_params([f"profile={profile}"]))
     assert cfg.profile == profile
+    assert config_from_dict({"profile": profile}) == cfg  # keys left out come from the same composition
 
 
 def test_paper_profile_follows_the_paper() -> None:
-    cifar = config_from_dict({**PARAMS, "profile": "paper", "base": {**PARAMS["base"], "dataset": "cifar10"}})
+    cifar = config_from_dict(compose_params(["profile=paper", "dataset=cifar10"]))
     assert (cifar.model.arch, cifar.model.ngf, cifar.model.num_levels) == ("ncsn", 128, 10)
     assert (cifar.train.lr, cifar.train.batch_size, cifar.train.n_iters) == (1e-3, 128, 200_000)
     assert (cifar.sample.eps, cifar.sample.n_steps_each) == (2e-5, 100)
-    mnist = config_from_dict({**PARAMS, "profile": "paper"})
-    assert mnist.model.ngf == 64
+    for dataset in ("mnist5k", "mnist", "fashion_mnist"):  # 28x28 grayscale: ngf 64 (paper, Appendix B)
+        assert config_from_dict(compose_params(["profile=paper", f"dataset={dataset}"])).model.ngf == 64
+
+
+def test_a_dataset_group_switches_its_settings_together() -> None:
+    cpu = config_from_dict(compose_params(["dataset=mnist"]))
+    assert (cpu.base.dataset, cpu.data.flip, cpu.model.ngf, cpu.model.sigma_begin) == ("mnist", False, 32, 1.0)
+    cifar = config_from_dict(compose_params(["dataset=cifar10"]))
+    assert (cifar.base.dataset, cifar.data.flip) == ("cifar10", True)
+    celeba = config_from_dict(compose_params(["dataset=celeba"]))
+    assert (celeba.data.image_size, celeba.data.flip) == (32, True)
+    gmm = config_from_dict(compose_params(["profile=paper", "dataset=gmm"]))
+    assert (gmm.model.arch, gmm.model.sigma_begin, gmm.model.sigma_end) == ("mlp", 20.0, 1.0)
+    v2 = config_from_dict(compose_params(["dataset=cifar10", "sigma=ncsnv2"]))
+    assert (v2.model.sigma_begin, v2.model.num_levels) == ("auto", "auto")
+
+
+def test_an_override_beats_the_profile_and_the_dataset() -> None:
+    cfg = config_from_dict(compose_params(["profile=smoke", "dataset=cifar10", "data.flip=false", "train.lr=5e-4"]))
+    assert (cfg.profile, cfg.data.flip, cfg.train.lr, cfg.train.n_iters) == ("smoke", False, 5e-4, 40)
+
+
+@pytest.mark.parametrize(("override", "fragment"), [
+    ("profile=fast", "'profile' = 'fast' is invalid; expected one of cpu, paper, smoke"),
+    ("dataset=fashion", "Did you mean 'fashion_mnist'?"),
+    ("train.lrr=1", "unknown key 'train.lrr' in override 'train.lrr=1'. Did you mean 'train.lr'?"),
+    ("trian.lr=1", "Did you mean 'train'?"),
+    ("train.lr", "expected KEY=VALUE"),
+])
+def test_bad_overrides_are_one_line_with_the_nearest_name(override: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        compose_params([override])
+    assert fragment in str(err.value) and "\n" not in str(err.value)
 
 
 def test_explicit_value_beats_the_profile() -> None:
@@ -116,7 +164,7 @@ def test_paper_network_image_sizes_are_checked() -> None:
 
 
 def test_unknown_profile(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="'profile' = 'fast'.*smoke, cpu, paper"):
+    with pytest.raises(ConfigError, match="'profile' = 'fast'.*cpu, paper, smoke"):
         config_from_dict({**PARAMS, "profile": "fast"})
 
 

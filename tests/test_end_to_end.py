@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,24 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import REPO
+from tests.helpers import copy_repository
 
 pytestmark = pytest.mark.slow
-
-
-def _copy_repository(dest: Path) -> None:
-    """The repository's tracked and unignored files, committed into a fresh git repo at ``dest``."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            cwd=REPO, check=True, capture_output=True).stdout.decode().split("\0")
-    for name in filter(None, listed):
-        source = REPO / name
-        if source.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dest / name)
-    git = ["git", "-c", "user.name=ncsn-test", "-c", "user.email=ncsn-test@localhost"]
-    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
-    subprocess.run(git + ["add", "-A"], cwd=dest, check=True)
-    subprocess.run(git + ["commit", "-q", "-m", "copy"], cwd=dest, check=True)
 
 
 def _numbers(value) -> list[float]:
@@ -52,10 +36,10 @@ def _numbers(value) -> list[float]:
 def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
     repo = tmp_path_factory.mktemp("clone") / "ncsn"
     repo.mkdir()
-    _copy_repository(repo)
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["profile"] = "smoke"
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    copy_repository(repo)
+    from ncsn.config.composition import write_params
+
+    write_params(repo / "params.yaml", ["profile=smoke"], repo / "ncsn" / "conf")  # as `dvc exp run -S` does
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
            "PYTHONPATH": str(repo), "DVC_NO_ANALYTICS": "1", "OMP_NUM_THREADS": "1",

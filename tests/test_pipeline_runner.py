@@ -54,24 +54,26 @@ def test_stage_graph_of_the_real_pipeline_names_each_stage_upstream():
         assert all(list(graph).index(u) < list(graph).index(stage) for u in upstream)
 
 
-def test_apply_overrides_changes_exactly_the_named_keys(tmp_path):
+def test_apply_overrides_writes_the_composition_of_conf(tmp_path):
+    """params.yaml becomes exactly what `dvc exp run -S` composes: the profile's values, then the overrides."""
+    from ncsn.config.composition import compose_params
+
     params = tmp_path / "params.yaml"
     shutil.copy(REPO / "params.yaml", params)
     before_text = params.read_text()
-    before = _flat(yaml.safe_load(before_text))
-    apply_overrides(tmp_path, [f"profile={before['profile']}", f"base.dataset={before['base.dataset']}"])
+    apply_overrides(tmp_path, ["profile=cpu", "dataset=mnist5k"])
     assert params.read_text() == before_text  # the flow's defaults: no value changes, no rewrite
 
     cfg = apply_overrides(tmp_path, ["profile=smoke", "train.lr=5e-4", "inpaint.masks=[center]"])
 
-    after = _flat(yaml.safe_load(params.read_text()))
-    changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
-    assert changed == {"profile", "train.lr", "inpaint.masks"}
-    assert after["train.lr"] == 5e-4 and after["inpaint.masks"] == ["center"]
+    after = yaml.safe_load(params.read_text())
+    expected = compose_params(["profile=smoke"])
+    expected["train"]["lr"], expected["inpaint"]["masks"] = 5e-4, ["center"]
+    assert after == expected
+    assert after["train"]["n_iters"] == 40  # the smoke profile's value, written out
     assert cfg.profile == "smoke" and cfg.train.lr == 5e-4 and cfg.inpaint.masks == ("center",)
-    # The rest of the file, comments and `null`s included, is untouched.
-    assert params.read_text().count("null") == before_text.count("null") - 1
-    assert "# Parameters of the ncsn pipeline" in params.read_text()
+    changed = {k for k in _flat(after) if _flat(after)[k] != _flat(yaml.safe_load(before_text)).get(k)}
+    assert {"profile", "train.lr", "inpaint.masks", "train.n_iters", "model.ngf"} <= changed
 
 
 @pytest.mark.parametrize("override", ["train.lr=-1", "profile=fast", "train.lrr=1", "+train.extra=1",

@@ -1,4 +1,9 @@
-"""Reading ``params.yaml``: sections, profile values, types and ranges, into one ``Config``."""
+"""Reading ``params.yaml``: sections, types and ranges, into one ``Config``.
+
+``params.yaml`` is the Hydra composition of ``ncsn/conf`` (``ncsn.config.composition``) and
+holds every key. A mapping that leaves keys out or ``null`` (a test's, or a hand-written file)
+gets them from the composition of its ``profile`` and ``base.dataset``.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,8 @@ from typing import Any
 
 import yaml
 
-from ncsn import profiles
 from ncsn.config.coercion import build_section, key_text, suggest
+from ncsn.config.composition import compose_params, group_options
 from ncsn.config.errors import ConfigError
 from ncsn.config.ranges import check_ranges
 from ncsn.config.sections import SECTIONS, BaseConfig, Config
@@ -31,14 +36,16 @@ def config_from_dict(params: dict[str, Any], *, source: str = "params.yaml") -> 
                 f" Valid sections: {', '.join(sorted(allowed_top))}."
             )
     profile = params.get("profile")
+    profiles = group_options("profile")
     profile = "cpu" if profile is None else profile
-    if not isinstance(profile, str) or profile not in profiles.PROFILES:
-        raise ConfigError(
-            f"{source}: 'profile' = {profile!r} is invalid; expected one of {', '.join(profiles.PROFILES)}."
-        )
+    if not isinstance(profile, str) or profile not in profiles:
+        raise ConfigError(f"{source}: 'profile' = {profile!r} is invalid; expected one of {', '.join(profiles)}.")
     raw_base = params.get("base")
-    dataset = raw_base.get("dataset", BaseConfig.dataset) if isinstance(raw_base, dict) else BaseConfig.dataset
-    preset = profiles.profile_values(profile, dataset)
+    dataset = raw_base.get("dataset") if isinstance(raw_base, dict) else None
+    choices = [f"profile={profile}"]
+    if isinstance(dataset, str) and dataset in group_options("dataset"):
+        choices.append(f"dataset={dataset}")  # an unknown dataset is named by the type check below
+    preset = compose_params(choices)
     sections = {}
     for name, cls in SECTIONS.items():
         raw = params.get(name)

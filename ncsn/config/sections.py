@@ -1,7 +1,8 @@
 """The sections of ``params.yaml`` as frozen dataclasses, and ``Config``, which holds them all.
 
-Each field's default is the value used when neither the profile (``ncsn.profiles``) nor
-``params.yaml`` sets it.
+The pipeline's values come from ``ncsn/conf`` (``ncsn.config.composition``); each field's
+default here equals the shared value of ``ncsn/conf/config.yaml`` (a test keeps them equal),
+for code and tests that build one section directly.
 """
 
 from __future__ import annotations
@@ -165,7 +166,7 @@ class PathsConfig:
 class Config:
     """The whole configuration of one pipeline run."""
 
-    profile: Literal["smoke", "cpu", "paper"] = "cpu"
+    profile: str = "cpu"  # the profile group of ncsn/conf (smoke | cpu | paper)
     base: BaseConfig = field(default_factory=BaseConfig)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
