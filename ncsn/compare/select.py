@@ -136,7 +136,7 @@ def _by_ids(store: Store, run_ids: Sequence[str]) -> list:
                 run = store.client.get_run(parent)
         except MlflowException:
             raise CompareError(f"--run-ids: unknown run id {run_id!r} in {store.uri}; copy a run id from"
-                               " `mlflow ui` or the CSV of an earlier `ncsn compare`") from None
+                               " the MLflow UI (`mlflow ui --host 127.0.0.1`) or the CSV of an earlier `ncsn compare`") from None
         if run.info.run_id not in seen:
             seen.add(run.info.run_id)
             runs.append(run)
