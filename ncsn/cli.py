@@ -34,9 +34,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from ncsn.registry import RegistryError
     from ncsn.shards import SampleError
     from ncsn.train import TrainingDiverged
+    from ncsn.user_images import ImageInputError
 
     return (ConfigError, CheckpointError, DataError, TrainingDiverged, EvaluationError, RegistryError, SampleError,
-            FileNotFoundError, PermissionError)
+            ImageInputError, FileNotFoundError, PermissionError)
 
 
 def build_parser() -> argparse.ArgumentParser:

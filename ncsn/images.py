@@ -26,6 +26,13 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int) -> None:
     atomic_write(path, lambda f: image.save(f, format="PNG"))
 
 
+def save_png(image: torch.Tensor, path: str | Path) -> None:
+    """Write one uint8 image [C, H, W] (C = 1: grayscale, 3: RGB) as a PNG, pixel for pixel."""
+    array = image.permute(1, 2, 0).cpu().numpy()
+    picture = Image.fromarray(array[..., 0] if image.shape[0] == 1 else array)
+    atomic_write(path, lambda f: picture.save(f, format="PNG"))
+
+
 def save_gif(frames: Sequence[Image.Image], path: str | Path, duration_ms: int = 300) -> None:
     """Write PIL frames as a looping GIF (the last frame held longer)."""
     durations = [duration_ms] * (len(frames) - 1) + [duration_ms * 5]

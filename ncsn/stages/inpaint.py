@@ -1,34 +1,72 @@
-"""Inpaint held-out images under several masks (paper Algorithm 2).
+"""Inpaint held-out images under several masks, or your own images (paper Algorithm 2).
 
-Writes ``paths.inpaint/<mask>.png`` (rows: occluded, completed, original),
-``paths.inpaint/inpainting.png`` (all masks stacked) and ``results.pt``. The sampler is
-``sample.*`` with the overrides ``inpaint.sampler``, ``inpaint.n_steps_each`` and
-``inpaint.eps`` (``auto``: NCSNv2 technique 4), without a denoising step.
+Without ``--images`` (the pipeline's stage): writes ``paths.inpaint/<mask>.png`` (rows:
+occluded, completed, original), ``paths.inpaint/inpainting.png`` (all masks stacked) and
+``results.pt``, completing ``inpaint.n_images`` test images with the final model.
+
+``--images DIR --masks DIR --out DIR [--model PATH_OR_URI]``: completes the user's PNG images
+with their same-named PNG masks (white = observed, black = fill; ``ncsn.user_images``) and writes
+``--out/<name>.png`` (observed pixels exactly as given, in the model's channels) and
+``--out/grid/side_by_side.png`` (one row per image: observed with the holes grey, completed,
+original). Image ``name`` draws from the seed ``base.seed + crc32(name)``, so its completion is
+the same whatever other images are there. The model is the final one, or ``--model`` (a path
+or a registry URI, as ``ncsn sample --model``).
+
+Either way the sampler is ``sample.*`` with the overrides ``inpaint.sampler``,
+``inpaint.n_steps_each`` and ``inpaint.eps`` (``auto``: NCSNv2 technique 4), without a
+denoising step.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import zlib
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
-from ncsn.checkpoint import atomic_save, load_final_model
+from ncsn.checkpoint import atomic_save, load_checkpoint, load_final_model
 from ncsn.config import Config
 from ncsn.data import load_split
 from ncsn.data.transforms import preprocess
 from ncsn.devices import resolve_device
-from ncsn.images import save_grid
-from ncsn.inpaint import inpaint
+from ncsn.images import save_grid, save_png
+from ncsn.inpaint import inpaint, inpaint_pixels
 from ncsn.masks import make_mask
 from ncsn.rng import make_generators
-from ncsn.sampler_spec import resolve_sampler
-from ncsn.score_model import load_for_sampling, to_uint8
+from ncsn.sampler_spec import SamplerSpec, resolve_sampler
+from ncsn.score_model import ScoreModel, load_for_sampling, to_uint8
+from ncsn.user_images import ImageInputError, read_pairs
+
+USER_OPTIONS = ("masks", "out", "model")  # only with --images
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--images", default=None, metavar="DIR", help="folder of your PNG images to complete (default: the"
+                        " pipeline's held-out images)")
+    parser.add_argument("--masks", default=None, metavar="DIR", help="folder of PNG masks named as the images: white = observed,"
+                        " black = fill (with --images)")
+    parser.add_argument("--out", default=None, metavar="DIR", help="folder for the completions (with --images)")
+    parser.add_argument("--model", default=None, metavar="PATH_OR_URI", help="checkpoint path or registry URI such as"
+                        " models:/ncsn-mnist5k@champion (with --images; default: paths.train/model.pt)")
+
+
+def _inpaint_spec(cfg: Config, model: ScoreModel) -> SamplerSpec:
+    """``sample.*`` with the ``inpaint.*`` overrides, without a denoising step."""
+    ic = cfg.inpaint
+    return resolve_sampler(cfg.sample, model.sigmas, sampler=ic.sampler, n_steps_each=ic.n_steps_each, eps=ic.eps,
+                           denoise=False)
 
 
 def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
-    """Complete ``inpaint.n_images`` test images under each mask of ``inpaint.masks``."""
+    """Complete ``inpaint.n_images`` test images under each mask of ``inpaint.masks``, or ``--images``."""
+    if getattr(args, "images", None) is not None:
+        return run_user_images(cfg, tracker, args)
+    given = [f"--{name}" for name in USER_OPTIONS if getattr(args, name, None) is not None]
+    if given:
+        raise ImageInputError(f"{', '.join(given)} only work with --images DIR; add --images or leave them out")
     out_dir = Path(cfg.paths.inpaint)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.base.device)
@@ -39,8 +77,7 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
         (out_dir / "SKIPPED.txt").write_text("inpainting applies to image datasets only\n")
         return
     ic = cfg.inpaint
-    spec = resolve_sampler(cfg.sample, model.sigmas, sampler=ic.sampler, n_steps_each=ic.n_steps_each, eps=ic.eps,
-                           denoise=False)
+    spec = _inpaint_spec(cfg, model)
     tracker.log_params({f"inpaint_sampler.{k}": v for k, v in spec.to_dict().items()})
     # Clean held-out images in model space (no dequantisation or flips).
     clean = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, dequantize=False, flip=False))
@@ -67,3 +104,40 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
                 out_dir / "results.pt")
     tracker.log_artifact(out_dir / "inpainting.png", "inpainting")
     print(f"inpainting grids in {out_dir}")
+
+
+def run_user_images(cfg: Config, tracker, args: argparse.Namespace) -> None:
+    """Complete every PNG of ``--images`` under its mask from ``--masks``, into ``--out``."""
+    for name in ("masks", "out"):
+        if getattr(args, name, None) is None:
+            raise ImageInputError(f"--images needs --{name} DIR too: ncsn inpaint --images DIR --masks DIR --out DIR")
+    out_dir = Path(args.out)
+    for name in ("images", "masks"):
+        if out_dir.resolve() == Path(getattr(args, name)).resolve():
+            raise ImageInputError(f"--out {out_dir} is the --{name} folder; write the completions to another folder")
+    if args.model is None:
+        _, ckpt = load_final_model(cfg)
+    else:
+        from ncsn.model_uri import resolve_model_uri
+
+        ckpt = load_checkpoint(resolve_model_uri(args.model, cfg))
+    size, channels = ckpt["data"]["image_size"], ckpt["data"]["channels"]
+    if not size:
+        raise ImageInputError(f"the model was trained on vector data ({ckpt['data']['dataset']!r}); "
+                              "--images needs a model of images")
+    pairs = read_pairs(args.images, args.masks, channels=channels, image_size=size)
+    model = load_for_sampling(ckpt, resolve_device(cfg.base.device), cfg.sample)
+    spec = _inpaint_spec(cfg, model)
+    tracker.log_params({f"inpaint_sampler.{k}": v for k, v in spec.to_dict().items()})
+    rows = []
+    for pair in tqdm(pairs, desc="inpaint", unit="img", dynamic_ncols=True):
+        seed = cfg.base.seed + zlib.crc32(pair.name.encode())
+        completed = inpaint_pixels(model, spec, pair.pixels[None], pair.observed[None], [seed])[0]
+        save_png(completed, out_dir / pair.name)
+        shown = torch.where(pair.observed, pair.pixels, torch.full_like(pair.pixels, 128))
+        rows += [shown, completed, pair.pixels]
+    grid = out_dir / "grid" / "side_by_side.png"
+    save_grid(torch.stack(rows), grid, nrow=3)
+    tracker.log_metrics({"inpaint_user_images": float(len(pairs))})
+    tracker.log_artifact(grid, "inpainting")
+    print(f"{len(pairs)} completed images in {out_dir}; side by side: {grid}")
