@@ -147,11 +147,12 @@ def _window(repo: Path, stage: str) -> tuple[float, float]:
 
 _DAG = {  # train and other are independent; evaluate needs both; report needs evaluate
     "train": {"cmd": _timed("train", "mkdir -p outputs/train && echo step,loss,images_per_s > outputs/train/train_log.csv"
-                                     " && for s in 10 20 30 40; do sleep 1; echo $s,0.5,100 >> outputs/train/train_log.csv;"
-                                     " done"),
+                                     " && for s in 10 20 30 40; do sleep 1;"
+                                     " echo $s,0.5,100 >> outputs/train/train_log.csv; done"),
               "outs": [{"outputs/train/train_log.csv": {"cache": False}}]},
     "other": {"cmd": _timed("other", "sleep 4 && echo other > other.txt"), "outs": ["other.txt"]},
-    "evaluate": {"cmd": _timed("evaluate", "mkdir -p outputs/evaluate && echo '{\"fid\": 12.3456, \"extractor\": \"x\"}'"
+    "evaluate": {"cmd": _timed("evaluate", "mkdir -p outputs/evaluate"
+                                           " && echo '{\"fid\": 12.3456, \"extractor\": \"x\"}'"
                                            " > outputs/evaluate/metrics.json"),
                  "deps": ["outputs/train/train_log.csv", "other.txt"],
                  "metrics": [{"outputs/evaluate/metrics.json": {"cache": False}}]},
