@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         module = importlib.import_module(f"ncsn.stages.{args.stage}")
         if os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 tracks
             cfg = dataclasses.replace(cfg, tracking=dataclasses.replace(cfg.tracking, enabled=False))
-        with stage_run(cfg, args.stage) as tracker:
+        with stage_run(cfg, args.stage, args.params) as tracker:
             module.run(cfg, tracker, args)
     except _user_errors() as err:
         if args.debug:

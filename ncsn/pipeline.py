@@ -224,7 +224,7 @@ def parent_run(cfg: Config, repo: Path) -> contextlib.AbstractContextManager:
     """
     from ncsn.tracking import pipeline_run
 
-    return pipeline_run(_absolute_paths(cfg, repo))
+    return pipeline_run(_absolute_paths(cfg, repo), repo)
 
 
 def metrics_report(repo: Path) -> str:

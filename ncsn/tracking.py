@@ -9,11 +9,18 @@ environment wins, for a real tracking server. Browse the embedded store, on this
     mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///outputs/mlflow/mlflow.db
 
 Runs. ``stage_run(cfg, stage)`` opens the run of one stage (name and tag ``ncsn.stage`` = the
-stage) and logs the whole resolved configuration: every value of ``cfg.flat()`` as a parameter
-and ``config.yaml`` as an artifact. ``pipeline_run(cfg)`` opens the parent run of one pipeline
-execution and exports its id as ``NCSN_MLFLOW_PARENT_RUN_ID`` (and the store as
-``MLFLOW_TRACKING_URI``) so the stage runs that ``dvc repro`` starts in child processes nest
-under it. A run ends FINISHED, FAILED on an exception, KILLED on Ctrl-C.
+stage) and logs the whole resolved configuration: every value of ``cfg.flat()`` as a parameter,
+``config.yaml`` (the resolved config) and ``params.yaml`` (the composed file the stage read, as
+DVC saw it) as artifacts. ``pipeline_run(cfg)`` opens the parent run of one pipeline execution
+and exports its id as ``NCSN_MLFLOW_PARENT_RUN_ID`` (and the store as ``MLFLOW_TRACKING_URI``)
+so the stage runs that ``dvc repro`` starts in child processes nest under it; it logs
+``params.yaml`` at the start and ``dvc.lock`` at the end. A run ends FINISHED, FAILED on an
+exception, KILLED on Ctrl-C.
+
+Provenance. Every run is tagged with ``dataset``, ``profile``, ``git_commit``, ``git_dirty`` and,
+for a stage, ``dvc_stage_hash`` (its inputs' key, equal to the key of its ``dvc.lock`` entry);
+the parent run gets ``dvc_lock_hash`` when the pipeline ends (``ncsn.provenance``). With these
+and the ``params.yaml`` artifact any run can be brought back (README, "Bringing a run back").
 
 Privacy. Nothing secret is logged: a parameter whose name looks like a credential, or whose
 value contains the value of an environment variable whose name does (``*TOKEN*``,
@@ -37,6 +44,7 @@ from typing import Iterator
 import yaml
 
 from ncsn.config import Config, ConfigError
+from ncsn.provenance import LOCK, dvc_root, lock_hash, run_tags
 from ncsn.redaction import redact
 from ncsn.trackers import NullTracker, Tracker
 
@@ -44,6 +52,7 @@ log = logging.getLogger(__name__)
 
 PARENT_ENV = "NCSN_MLFLOW_PARENT_RUN_ID"
 STAGE_TAG = "ncsn.stage"
+PARAMS_ARTIFACT = "params.yaml"
 
 
 # ----------------------------------------------------------------------------- where runs go
@@ -122,9 +131,25 @@ def configure(cfg: Config) -> str:
 # ----------------------------------------------------------------------------- runs
 
 
+def _log_params_file(tracker: Tracker, path: Path) -> None:
+    """``path`` as the run's ``params.yaml`` artifact: its bytes, or its values with secrets redacted."""
+    if not path.is_file():
+        return
+    text = path.read_text(encoding="utf-8")
+    try:
+        values = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return  # the stage refuses it before anything runs
+    if redact("params", values) != values:
+        text = yaml.safe_dump(redact("params", values), sort_keys=False)
+    tracker._client.log_text(tracker.run_id, text, PARAMS_ARTIFACT)
+
+
 @contextlib.contextmanager
-def _run(cfg: Config, name: str, parent_id: str | None) -> Iterator[Tracker]:
-    """An MLflow run named ``name`` (tag ``ncsn.stage``), with the config logged; ended with its status."""
+def _run(cfg: Config, name: str, parent_id: str | None, tags: dict[str, str],
+         params_file: Path) -> Iterator[Tracker]:
+    """An MLflow run named ``name`` (tag ``ncsn.stage``, and ``tags``), with the config and
+    ``params_file`` logged; ended with its status."""
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
@@ -145,9 +170,11 @@ def _run(cfg: Config, name: str, parent_id: str | None) -> Iterator[Tracker]:
                            parent_run_id=parent_id, tags={STAGE_TAG: name})
     try:
         tracker = Tracker(run.info.run_id)
+        tracker.set_tags(tags)
         tracker.log_params(cfg.flat())
         tracker._client.log_text(tracker.run_id, yaml.safe_dump(redact("config", cfg.to_dict()), sort_keys=False),
                                  "config.yaml")
+        _log_params_file(tracker, params_file)
         yield tracker
     except KeyboardInterrupt:
         mlflow.end_run("KILLED")
@@ -159,39 +186,63 @@ def _run(cfg: Config, name: str, parent_id: str | None) -> Iterator[Tracker]:
 
 
 @contextlib.contextmanager
-def stage_run(cfg: Config, stage: str) -> Iterator[Tracker | NullTracker]:
+def stage_run(cfg: Config, stage: str, params_file: str | Path = "params.yaml") -> Iterator[Tracker | NullTracker]:
     """The MLflow run of one stage, nested under ``$NCSN_MLFLOW_PARENT_RUN_ID`` when set.
 
-    Logs ``cfg.flat()`` as parameters and the resolved config as ``config.yaml`` (secrets
-    redacted). Yields a :class:`NullTracker` when ``tracking.enabled`` is false.
+    Logs ``cfg.flat()`` as parameters, the resolved config as ``config.yaml`` and ``params_file``
+    (the file ``cfg`` was read from) as ``params.yaml`` (secrets redacted), and tags the run with
+    its provenance (``ncsn.provenance.run_tags``: dataset, profile, git commit, the DVC stage hash
+    of ``stage`` in the repository holding the working directory). Yields a :class:`NullTracker`
+    when ``tracking.enabled`` is false.
     """
     if not cfg.tracking.enabled:
         yield NullTracker()
         return
-    with _run(cfg, stage, os.environ.get(PARENT_ENV) or None) as tracker:
+    tags = run_tags(None, cfg.base.dataset, cfg.profile, stage)
+    with _run(cfg, stage, os.environ.get(PARENT_ENV) or None, tags, Path(params_file)) as tracker:
         yield tracker
 
 
 @contextlib.contextmanager
-def pipeline_run(cfg: Config) -> Iterator[Tracker | NullTracker]:
-    """The parent run of one pipeline execution.
+def pipeline_run(cfg: Config, repo: str | Path | None = None) -> Iterator[Tracker | NullTracker]:
+    """The parent run of one pipeline execution in the repository ``repo`` (default: the working
+    directory's).
 
     While open, ``NCSN_MLFLOW_PARENT_RUN_ID`` (its id) and ``MLFLOW_TRACKING_URI`` (its store)
     are set in ``os.environ`` for the stages' child processes; both are restored afterwards.
+    Tagged like a stage run (without a stage hash); logs ``repo/params.yaml`` at the start, and
+    ``dvc.lock`` with the tag ``dvc_lock_hash`` (``ncsn.provenance.lock_hash``) at the end.
     """
     if not cfg.tracking.enabled:
         yield NullTracker()
         return
     saved = {key: os.environ.get(key) for key in (PARENT_ENV, "MLFLOW_TRACKING_URI")}
     uri = tracking_uri(cfg)
-    with _run(cfg, "pipeline", None) as tracker:
+    root = Path(repo) if repo is not None else (dvc_root() or Path.cwd())
+    tags = run_tags(root, cfg.base.dataset, cfg.profile)
+    with _run(cfg, "pipeline", None, tags, root / "params.yaml") as tracker:
         os.environ[PARENT_ENV] = tracker.run_id
         os.environ["MLFLOW_TRACKING_URI"] = uri
         try:
             yield tracker
         finally:
+            _log_lock(tracker, root)
             for key, value in saved.items():
                 if value is None:
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
+
+
+def _log_lock(tracker: Tracker, root: Path) -> None:
+    """``root/dvc.lock`` as an artifact of the parent run, and its ``dvc_lock_hash`` tag."""
+    lock = root / LOCK
+    if not lock.is_file():
+        return
+    try:
+        digest = lock_hash(root)
+        if digest:
+            tracker.set_tags({"dvc_lock_hash": digest})
+        tracker.log_artifact(lock)
+    except Exception as err:  # noqa: BLE001  (provenance never fails a run)
+        log.warning("cannot log %s: %s", lock, str(err).splitlines()[0] if str(err) else type(err).__name__)

@@ -167,3 +167,44 @@ def test_a_long_sigma_schedule_is_shortened_in_the_param_and_says_so(tmp_path):
     assert float((tmp_path / "sigmas.csv").read_text().split()[-1].split(",")[1]) == pytest.approx(0.01)
     assert sorted(tracker.artifacts) == [("sigmas.csv", "sigma_schedule"), ("sigmas.png", "sigma_schedule")]
     assert torch.equal(sigmas, geometric_sigmas(50.0, 0.01, 1000))  # input untouched
+
+
+def test_every_run_carries_its_provenance_and_the_params_file(cfg, tmp_path, monkeypatch):
+    """dataset, profile, git commit and dirty flag on stage and parent runs; params.yaml and dvc.lock
+    as artifacts; outside a DVC repository there is no stage hash."""
+    import subprocess
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "params.yaml").write_text("profile: smoke  # as composed\ntrain: {lr: 0.001}\n")
+    (repo / "dvc.lock").write_text("schema: '2.0'\nstages:\n  s:\n    cmd: echo 1\n    params:\n      params.yaml:\n"
+                                   "        train.lr: 2e-05\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "x"], cwd=repo, check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    monkeypatch.chdir(repo)
+    monkeypatch.delenv("DVC_STAGE", raising=False)
+    monkeypatch.setenv("DVC_EXP_NAME", "exp-a")
+    with pipeline_run(cfg, repo) as parent:
+        with stage_run(cfg, "train") as child:
+            pass
+    client = MlflowClient()
+    for run_id in (parent.run_id, child.run_id):
+        tags = client.get_run(run_id).data.tags
+        assert tags["dataset"] == cfg.base.dataset and tags["profile"] == "smoke"
+        assert tags["git_commit"] == head and tags["git_dirty"] == "false" and tags["dvc_exp_name"] == "exp-a"
+        assert "dvc_stage_hash" not in tags  # no dvc.yaml: no stage to hash
+        saved = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="params.yaml",
+                                                    dst_path=str(tmp_path / run_id))
+        assert Path(saved).read_bytes() == (repo / "params.yaml").read_bytes()  # the file itself, comments too
+    from ncsn.provenance import lock_hash
+
+    parent_run = client.get_run(parent.run_id)
+    assert parent_run.data.tags["dvc_lock_hash"] == lock_hash(repo)
+    assert "dvc.lock" in _artifact_files(parent.run_id)
+    (repo / "params.yaml").write_text("profile: smoke\n")
+    with stage_run(cfg, "train") as dirty:
+        pass
+    assert client.get_run(dirty.run_id).data.tags["git_dirty"] == "true"
