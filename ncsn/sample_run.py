@@ -3,10 +3,15 @@
 :func:`draw_shards` draws every missing shard of a run (``ncsn.shards``) with a resolved
 sampler (``ncsn.sampler_spec``); :func:`write_previews` writes ``grid.png``,
 ``trajectory.png`` and ``trajectory.gif`` beside them.
+
+Under ``torchrun`` the ranks share the missing shards: rank 0 checks the folder (manifest,
+damaged shards) and lists what is missing; rank ``r`` draws entries ``r, r + N, …`` of that
+list. A shard depends only on its seeds, so the files are the same for any number of ranks.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -14,6 +19,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from ncsn.distributed import DistInfo, barrier, broadcast_from_main, my_share
 from ncsn.images import grid_image, save_gif, save_grid, scatter_image
 from ncsn.sampler_spec import SamplerSpec, sample_batch, trajectory
 from ncsn.score_model import ScoreModel, to_uint8
@@ -21,6 +27,7 @@ from ncsn.shards import (SampleError, existing_shards, read_samples, remove_part
                          shard_holds, shard_seeds, write_shard)
 
 PREVIEWS = ("grid.png", "trajectory.png", "trajectory.gif")
+log = logging.getLogger(__name__)
 
 
 def shard_manifest(model_sha256: str, sample_settings: dict[str, Any], seed: int,
@@ -34,13 +41,14 @@ def to_storage(x: torch.Tensor, model: ScoreModel) -> torch.Tensor:
     return to_uint8(x, logit_transform=model.logit_transform) if x.ndim == 4 else x.float().cpu()
 
 
-def draw_shards(model: ScoreModel, spec: SamplerSpec, shard_dir: Path, manifest: dict[str, Any], *,
-                n_samples: int, batch_size: int, seed: int) -> None:
-    """Draw every missing shard of ``n_samples`` samples (seeds ``seed``, ``seed + 1``, …) into ``shard_dir``.
+def missing_shards(shard_dir: Path, manifest: dict[str, Any], *, n_samples: int, batch_size: int,
+                   seed: int) -> list[int]:
+    """Indices of the shards still to draw, after dropping what cannot be kept.
 
-    Shards of another manifest are dropped first; so are those of another sample count and damaged ones.
+    Shards of another manifest go first; so do those of another sample count, damaged ones and
+    temporary files of a killed writer.
 
-    :raises SampleError: when the folder or a shard cannot be written.
+    :raises SampleError: when the folder cannot be written.
     """
     reset_if_stale(shard_dir, manifest)
     n_shards = math.ceil(n_samples / batch_size)
@@ -50,10 +58,46 @@ def draw_shards(model: ScoreModel, spec: SamplerSpec, shard_dir: Path, manifest:
         if index >= n_shards or not shard_holds(path, shard_seeds(seed, index, batch_size, n_samples)):
             path.unlink()
             del done[index]
-    todo = [k for k in range(n_shards) if k not in done]
-    for index in tqdm(todo, desc="sample shards", initial=n_shards - len(todo), total=n_shards, dynamic_ncols=True):
+    return [k for k in range(n_shards) if k not in done]
+
+
+def _ranges(indices: list[int]) -> str:
+    """``[0, 1, 2, 5, 7, 8]`` → ``"0-2,5,7-8"``."""
+    runs: list[list[int]] = []
+    for k in indices:
+        if runs and k == runs[-1][1] + 1:
+            runs[-1][1] = k
+        else:
+            runs.append([k, k])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs) or "none"
+
+
+def draw_shards(model: ScoreModel, spec: SamplerSpec, shard_dir: Path, manifest: dict[str, Any], *,
+                n_samples: int, batch_size: int, seed: int, dist: DistInfo = DistInfo()) -> list[int]:
+    """Draw every missing shard of ``n_samples`` samples (seeds ``seed``, ``seed + 1``, …) into ``shard_dir``.
+
+    See :func:`missing_shards` for what is kept. With ``dist.world_size`` = N, rank 0 checks
+    the folder while the others wait; each rank then draws its share of the missing shards,
+    and all return together.
+
+    :return: the indices of the shards this rank drew.
+    :raises SampleError: when the folder or a shard cannot be written.
+    """
+    todo = None
+    if dist.is_main:
+        todo = missing_shards(shard_dir, manifest, n_samples=n_samples, batch_size=batch_size, seed=seed)
+    todo = broadcast_from_main(todo, dist)
+    mine = my_share(todo, dist)
+    n_shards = math.ceil(n_samples / batch_size)
+    desc = "sample shards" if dist.world_size == 1 else f"sample shards (rank {dist.rank} of {dist.world_size})"
+    for index in tqdm(mine, desc=desc, initial=n_shards - len(todo) if dist.world_size == 1 else 0,
+                      total=n_shards if dist.world_size == 1 else len(mine), dynamic_ncols=True):
         seeds = shard_seeds(seed, index, batch_size, n_samples)
         write_shard(shard_dir, index, to_storage(sample_batch(model, seeds, spec), model), seeds)
+    log.info("rank %d of %d drew %d of %d shards: %s", dist.rank, dist.world_size, len(mine), n_shards,
+             _ranges(mine))
+    barrier(dist)
+    return mine
 
 
 def _write_trajectory(model: ScoreModel, spec: SamplerSpec, seeds: list[int], out_dir: Path) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from ncsn.checkpoint import file_sha256, load_checkpoint, load_final_model
 from ncsn.config import Config
 from ncsn.devices import resolve_device
+from ncsn.distributed import broadcast_from_main, init_distributed, local_rank
 from ncsn.sample_run import PREVIEWS, draw_shards, shard_manifest, write_previews
 from ncsn.sampler_spec import resolve_sampler
 from ncsn.score_model import load_for_sampling
@@ -49,19 +50,23 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
     """Draw ``sample.n_samples`` samples from the trained (or registered) model."""
     out_dir = Path(args.out or cfg.paths.sample)
     n_samples = args.n or cfg.sample.n_samples
+    device = resolve_device(cfg.base.device, local_rank())
+    dist = init_distributed(device)
     if args.model is None:  # the pipeline's own model must fit params.yaml; --model may name any
         model_path, ckpt = load_final_model(cfg)
-    else:
+    else:  # rank 0 resolves (and downloads) a registry URI, so every rank samples the same version
         from ncsn.registry import resolve_model_uri
 
-        model_path = resolve_model_uri(args.model, cfg)
+        model_path = broadcast_from_main(resolve_model_uri(args.model, cfg) if dist.is_main else None, dist)
         ckpt = load_checkpoint(model_path)
-    model = load_for_sampling(ckpt, resolve_device(cfg.base.device), cfg.sample)
+    model = load_for_sampling(ckpt, device, cfg.sample)
     spec = resolve_sampler(cfg.sample, model.sigmas)
     shard_dir = out_dir / "shards"
     manifest = shard_manifest(file_sha256(model_path), cfg.to_dict()["sample"], cfg.base.seed, spec)
     draw_shards(model, spec, shard_dir, manifest, n_samples=n_samples, batch_size=cfg.sample.batch_size,
-                seed=cfg.base.seed)
+                seed=cfg.base.seed, dist=dist)
+    if not dist.is_main:
+        return
     write_previews(model, spec, shard_dir, out_dir,
                    trajectory_seeds=list(range(cfg.base.seed, cfg.base.seed + cfg.sample.trajectory_samples)))
     tracker.log_params({f"sampler.{k}": v for k, v in spec.to_dict().items()})
