@@ -12,11 +12,15 @@ rescaling. Grayscale is repeated to 3 channels only for an extractor that needs 
 
 with ``prefix`` = "" (Inception), "classifier_" or "raw_" (see ``ncsn.evaluation.extractor``),
 plus the settings that shape them: ``{prefix}is_splits``, ``{prefix}kid_subset_size``.
+
+Under ``torchrun`` the ranks extract the features together
+(``ncsn.evaluation.distributed_features``) and every rank gets the numbers of one process.
 """
 
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from pathlib import Path
 
 import torch
@@ -24,6 +28,7 @@ import torch_fidelity
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ncsn.distributed import DistInfo
 from ncsn.evaluation.extractor import Extractor, ensure_registered
 
 _KEYS = {
@@ -73,7 +78,8 @@ def content_name(data: Tensor, extractor: Extractor) -> str:
 def fidelity_metrics(generated: Tensor, real: Tensor | None, extractor: Extractor, *, isc: bool = True,
                      fid: bool = True, kid: bool = True, prc: bool = False,
                      device: torch.device | str = "cpu", kid_subset_size: int = 1000, seed: int = 2020,
-                     batch_size: int | None = None, cache_dir: str | Path | None = None) -> dict[str, float]:
+                     batch_size: int | None = None, cache_dir: str | Path | None = None,
+                     dist: DistInfo = DistInfo()) -> dict[str, float]:
     """Metrics of ``generated`` against ``real`` with one feature extractor.
 
     :param generated: uint8 [N, C, H, W] images (or float [N, D] vectors for the raw extractor).
@@ -82,7 +88,8 @@ def fidelity_metrics(generated: Tensor, real: Tensor | None, extractor: Extracto
     :param kid_subset_size: KID subset size, lowered to the smaller set's size when needed.
     :param seed: torch-fidelity's ``rng_seed`` (IS split shuffling, KID subsets).
     :param cache_dir: where torch-fidelity may cache features, keyed by content; it must
-        not outlive the extractor's weights (a stage uses a temporary folder).
+        not outlive the extractor's weights (a stage uses a temporary folder), and is each rank's own.
+    :param dist: the ranks that share the feature extraction; all of them must call this alike.
     :return: ``{prefix + short name: value}`` (see module docstring).
     """
     ensure_registered()
@@ -96,6 +103,11 @@ def fidelity_metrics(generated: Tensor, real: Tensor | None, extractor: Extracto
     if not (isc or fid or kid or prc):
         return {}
     device = torch.device(device)
+    if dist.world_size > 1 and cache_dir is None:  # the ranks hand their features over through a cache
+        with tempfile.TemporaryDirectory(prefix="ncsn-fidelity-") as tmp:
+            return fidelity_metrics(generated, real, extractor, isc=isc, fid=fid, kid=kid, prc=prc, device=device,
+                                    kid_subset_size=kid_subset_size, seed=seed, batch_size=batch_size,
+                                    cache_dir=tmp, dist=dist)
     kwargs = dict(
         input1=TensorSamples(generated, rgb=extractor.rgb),
         isc=isc, fid=fid, kid=kid, prc=prc,
@@ -120,6 +132,13 @@ def fidelity_metrics(generated: Tensor, real: Tensor | None, extractor: Extracto
         kwargs["input1_cache_name"] = content_name(generated, extractor)
         if real is not None:
             kwargs["input2_cache_name"] = content_name(real, extractor)
+    if dist.world_size > 1:
+        from ncsn.evaluation.distributed_features import cache_features
+
+        for data, key in ((generated, "input1_cache_name"), (real, "input2_cache_name")):
+            if data is not None:
+                cache_features(data, kwargs[key], extractor, cache_dir, batch_size=kwargs["batch_size"],
+                               device=device, dist=dist)
     raw = torch_fidelity.calculate_metrics(**kwargs)
     out = {extractor.prefix + _KEYS[k]: float(v) for k, v in raw.items() if k in _KEYS}
     if isc:

@@ -21,21 +21,26 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor
 
+from ncsn.distributed import DistInfo, barrier
 from ncsn.evaluation import EvaluationError
 from ncsn.evaluation.extractor import Extractor
 from ncsn.evaluation.fidelity import fidelity_metrics
 
 
 @contextmanager
-def fidelity_cache(out_dir: Path) -> Iterator[Path]:
+def fidelity_cache(out_dir: Path, dist: DistInfo = DistInfo()) -> Iterator[Path]:
     """A temporary feature cache inside ``out_dir`` (those of killed runs are removed first).
+
+    Under ``torchrun`` every rank gets its own, once rank 0 has removed the stale ones.
 
     :raises EvaluationError: when ``out_dir`` cannot be written.
     """
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for stale in out_dir.glob(".fidelity-cache-*"):  # left by a killed run
-            shutil.rmtree(stale, ignore_errors=True)
+        if dist.is_main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            for stale in out_dir.glob(".fidelity-cache-*"):  # left by a killed run
+                shutil.rmtree(stale, ignore_errors=True)
+        barrier(dist)
         cache_dir = Path(tempfile.mkdtemp(dir=out_dir, prefix=".fidelity-cache-"))
     except OSError as err:
         raise EvaluationError(f"cannot write {out_dir}: {err.strerror or err}") from None
@@ -47,19 +52,20 @@ def fidelity_cache(out_dir: Path) -> Iterator[Path]:
 
 def sample_quality_metrics(samples: Tensor, train: Tensor, test: Tensor, extractor: Extractor, *,
                            device: torch.device, kid_subset_size: int, seed: int,
-                           cache_dir: Path) -> dict[str, Any]:
+                           cache_dir: Path, dist: DistInfo = DistInfo()) -> dict[str, Any]:
     """The metrics of the samples and of real data (see the module docstring).
 
     :param samples: [N, ...] uint8 images or float points.
     :param train: / :param test: the prepared splits, the same kind as ``samples``.
     :param seed: seeds KID's subsets and the choice of the floor's training images.
+    :param dist: the ranks that share the feature extraction (each with its own ``cache_dir``).
     """
     p = extractor.prefix
     metrics: dict[str, Any] = {"extractor": extractor.name, "note": extractor.note}
     if extractor.weights_sha256:
         metrics["extractor_weights_sha256"] = extractor.weights_sha256
     metrics |= {"n_samples": len(samples), "n_test": len(test), "n_train": len(train)}
-    common = dict(device=device, kid_subset_size=kid_subset_size, seed=seed, cache_dir=cache_dir)
+    common = dict(device=device, kid_subset_size=kid_subset_size, seed=seed, cache_dir=cache_dir, dist=dist)
     metrics |= fidelity_metrics(samples, test, extractor, prc=True, **common)
     if extractor.has_is:
         ref = fidelity_metrics(test, None, extractor, fid=False, kid=False, **common)

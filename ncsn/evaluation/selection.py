@@ -11,6 +11,9 @@ value per noise level.
 
 ``checkpoint_fid.csv``: ``step, fid, dsm_loss, dsm_loss_level_0 … dsm_loss_level_{L-1}, extractor``
 (``fid`` is measured with the run's extractor, named in the last column).
+
+Under ``torchrun`` the ranks share each snapshot's sampling batches and feature extraction
+(``ncsn.distributed.map_chunks``); every rank gets the scores of one process.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from ncsn.config import Config
+from ncsn.distributed import DistInfo, map_chunks
 from ncsn.evaluation.extractor import Extractor
 from ncsn.evaluation.fidelity import fidelity_metrics
 from ncsn.evaluation.json_csv import write_csv
@@ -44,21 +48,23 @@ class SnapshotScore:
     dsm_loss_levels: tuple[float, ...]
 
 
-def draw_samples(model: ScoreModel, seeds: list[int], spec: SamplerSpec, batch_size: int) -> Tensor:
-    """Samples for ``seeds`` with the sampler of ``spec``, ``batch_size`` at a time.
+def draw_samples(model: ScoreModel, seeds: list[int], spec: SamplerSpec, batch_size: int,
+                 dist: DistInfo = DistInfo()) -> Tensor:
+    """Samples for ``seeds`` with the sampler of ``spec``, ``batch_size`` at a time (batch k on rank k mod N).
 
-    :return: uint8 [N, C, H, W] images (float [N, D] for vector data) on the CPU.
+    :return: uint8 [N, C, H, W] images (float [N, D] for vector data) on the CPU, on every rank.
     """
-    out = []
-    for start in range(0, len(seeds), batch_size):
-        out.append(to_storage(sample_batch(model, seeds[start:start + batch_size], spec), model))
-    return torch.cat(out)
+    def one_batch(start: int, stop: int) -> Tensor:
+        return to_storage(sample_batch(model, seeds[start:stop], spec), model)
+
+    return torch.cat(map_chunks(one_batch, len(seeds), batch_size, dist))
 
 
 def score_snapshots(snapshots: list[tuple[int, Path]], real: Tensor, val: Tensor, extractor: Extractor,
                     cfg: Config, spec: SamplerSpec, *, device: torch.device | str = "cpu",
                     cache_dir: str | Path | None = None,
-                    on_score: Callable[[SnapshotScore], None] | None = None) -> list[SnapshotScore]:
+                    on_score: Callable[[SnapshotScore], None] | None = None,
+                    dist: DistInfo = DistInfo()) -> list[SnapshotScore]:
     """Fast FID and held-out DSM loss of every snapshot.
 
     :param snapshots: ``(step, path)`` pairs (``ncsn.checkpoint.list_checkpoints``).
@@ -66,14 +72,15 @@ def score_snapshots(snapshots: list[tuple[int, Path]], real: Tensor, val: Tensor
     :param val: held-out examples for the DSM loss (``train.val_size`` of them, as in training).
     :param spec: the selection sampler (``resolve_sampler(cfg.sample, σ, n_steps_each=evaluate.select_steps_each)``).
     :param on_score: called after each snapshot (e.g. to log it).
+    :param dist: the ranks that share the sampling and feature extraction (all call this alike).
     """
     seeds = list(range(cfg.base.seed, cfg.base.seed + cfg.evaluate.select_samples))
     scores = []
-    for step, path in tqdm(snapshots, desc="checkpoint selection", dynamic_ncols=True):
+    for step, path in tqdm(snapshots, desc="checkpoint selection", dynamic_ncols=True, disable=not dist.is_main):
         model = load_for_sampling(path, device, cfg.sample)
-        samples = draw_samples(model, seeds, spec, cfg.sample.batch_size)
+        samples = draw_samples(model, seeds, spec, cfg.sample.batch_size, dist)
         fid = fidelity_metrics(samples, real, extractor, isc=False, kid=False, device=device,
-                               seed=cfg.base.seed, cache_dir=cache_dir)[extractor.prefix + "fid"]
+                               seed=cfg.base.seed, cache_dir=cache_dir, dist=dist)[extractor.prefix + "fid"]
         per_level = validation_loss(model.net, val, model.sigmas, cfg).cpu()
         score = SnapshotScore(step, fid, float(per_level.mean()), tuple(per_level.tolist()))
         scores.append(score)

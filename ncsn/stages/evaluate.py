@@ -12,6 +12,9 @@ Metric keys name their feature space: ``fid``/``is``/``kid_mean`` are Inception 
 comparable to Inception numbers**; ``raw_fid`` compares 2-D points directly. Beside them:
 the same metrics for real data (``reference_*``: IS of the test split; ``floor_*``: training
 vs test images, the best a model can expect with this many samples).
+
+Under ``torchrun --nproc_per_node N`` the ranks share the feature extraction and the
+checkpoint-selection sampling (the numbers are those of one process); rank 0 writes and registers.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
     from ncsn.checkpoint import final_model_path, list_checkpoints, load_final_model
     from ncsn.data import load_split
     from ncsn.devices import resolve_device
+    from ncsn.distributed import init_distributed, local_rank
     from ncsn.evaluation import EvaluationError
     from ncsn.evaluation.extractor import resolve_extractor
     from ncsn.evaluation.json_csv import write_json
@@ -52,7 +56,8 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
     from ncsn.sampler_spec import resolve_sampler
     from ncsn.shards import read_samples
 
-    device, out_dir = resolve_device(cfg.base.device), Path(cfg.paths.evaluate)
+    device, out_dir = resolve_device(cfg.base.device, local_rank()), Path(cfg.paths.evaluate)
+    dist = init_distributed(device)
     classifier_path = Path(cfg.paths.classifier) / "classifier.pt"
     train, test = load_split(cfg.paths.prepare, "train"), load_split(cfg.paths.prepare, "test")
     if not final_model_path(cfg).is_file():
@@ -76,11 +81,13 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
     def log_score(score) -> None:
         tracker.log_metrics({f"checkpoint_{p}fid": score.fid, "checkpoint_dsm_loss": score.dsm_loss}, step=score.step)
 
-    with fidelity_cache(out_dir) as cache_dir:
+    with fidelity_cache(out_dir, dist) as cache_dir:
         metrics = sample_quality_metrics(samples, train.data, test.data, extractor, device=device, seed=cfg.base.seed,
-                                         kid_subset_size=cfg.evaluate.kid_subset_size, cache_dir=cache_dir)
+                                         kid_subset_size=cfg.evaluate.kid_subset_size, cache_dir=cache_dir, dist=dist)
         scores = score_snapshots(snapshots, test.data, test.data[:cfg.train.val_size], extractor, cfg, select_spec,
-                                 device=device, cache_dir=cache_dir, on_score=log_score)
+                                 device=device, cache_dir=cache_dir, on_score=log_score, dist=dist)
+    if not dist.is_main:
+        return
     write_scores_csv(scores, out_dir / "checkpoint_fid.csv", extractor)
     best = best_snapshot(scores)
     metrics |= {
