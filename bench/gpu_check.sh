@@ -101,6 +101,7 @@ import yaml
 from PIL import Image
 
 from ncsn.config import load_config
+from ncsn.config.composition import compose_params
 
 work, data = Path(sys.argv[1]), Path(sys.argv[2])
 data.mkdir(parents=True, exist_ok=True)
@@ -109,8 +110,7 @@ for i in range(600):
     image = np.kron(rng.uniform(0, 255, size=(4, 4, 3)), np.ones((8, 8, 1))) + rng.normal(0, 12, size=(32, 32, 3))
     Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(data / f"{i:04d}.png")
 for name, n_iters in (("paper", 300), ("ddp", 50)):
-    params = yaml.safe_load(Path("params.yaml").read_text())
-    params["profile"] = "paper"
+    params = compose_params(["profile=paper", "dataset=folder"])  # as `-S profile=paper -S dataset=folder`
     params["base"].update(dataset="folder", device="cuda")
     params["data"].update(folder=str(data), image_size=32, channels=3, n_test=64, download=False)
     params["train"].update(n_iters=n_iters, val_freq=100, val_size=64, log_freq=50)
