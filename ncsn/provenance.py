@@ -21,8 +21,9 @@ with DVC's ``dict_sha256`` leaving out sizes and file counts: the key under whic
 files a stage. After the stage, :func:`lock_hashes` computes the same key from the stage's new
 ``dvc.lock`` entry, and it is equal; the same inputs give the same key in any clone, whichever
 of ``ncsn pipeline``, the Prefect flow, ``dvc repro`` or ``dvc exp run`` started the stage (each
-of them runs ``ncsn <stage>`` through DVC, which opens the stage's run). Outside a DVC
-repository, or for a stage that ``dvc.yaml`` does not define, the tag is absent. The parent run
+of them runs ``ncsn <stage>`` through DVC, which opens the stage's run and sets ``DVC_STAGE``).
+A stage command run by hand (no ``DVC_STAGE``: DVC writes no ``dvc.lock`` entry for it) gets
+no ``dvc_stage_hash``, nor does one outside a DVC repository. The parent run
 gets ``dvc_lock_hash`` once the pipeline ends: one sha256 over every stage's key in ``dvc.lock``.
 """
 
@@ -152,8 +153,8 @@ def run_tags(root: str | Path | None, dataset: str, profile: str, stage: str | N
     """The provenance tags of one run (see the module docstring); never raises.
 
     :param root: the repository the run works in (None: found from the working directory).
-    :param stage: the DVC stage whose key to add as ``dvc_stage_hash`` (None: the parent run);
-        ``$DVC_STAGE``, the address DVC gives the command it runs, wins when set.
+    :param stage: the stage this run is (None: the parent run). Its ``dvc_stage_hash`` is added
+        when DVC runs the command: of the stage at ``$DVC_STAGE``, the address DVC sets for it.
     """
     tags = {"dataset": dataset, "profile": profile}
     for env, tag in (("DVC_EXP_NAME", "dvc_exp_name"), ("DVC_EXP_BASELINE_REV", "dvc_exp_baseline_rev")):
@@ -165,12 +166,12 @@ def run_tags(root: str | Path | None, dataset: str, profile: str, stage: str | N
         log.warning("cannot find the DVC repository: %s", err)
         root = None
     tags.update(git_state(root if root is not None else Path.cwd()))
-    if stage is not None and root is not None:
-        stage = os.environ.get("DVC_STAGE") or stage  # its address, when DVC runs it
+    address = os.environ.get("DVC_STAGE")  # set by DVC for the command of the stage it runs
+    if stage is not None and root is not None and address:
         try:
-            key = stage_hash(root, stage)
-        except Exception as err:  # noqa: BLE001
-            log.warning("cannot compute the dvc stage hash of %r: %s", stage, str(err).splitlines()[0] if str(err) else err)
+            key = stage_hash(root, address)
+        except Exception as err:  # noqa: BLE001  (provenance never stops a stage)
+            log.warning("cannot compute the dvc stage hash of %r: %s", address, str(err).splitlines()[0] if str(err) else err)
             key = None
         if key:
             tags["dvc_stage_hash"] = key

@@ -18,7 +18,7 @@ so the stage runs that ``dvc repro`` starts in child processes nest under it; it
 exception, KILLED on Ctrl-C.
 
 Provenance. Every run is tagged with ``dataset``, ``profile``, ``git_commit``, ``git_dirty`` and,
-for a stage, ``dvc_stage_hash`` (its inputs' key, equal to the key of its ``dvc.lock`` entry);
+for a stage that DVC runs, ``dvc_stage_hash`` (its inputs' key, equal to the key of its ``dvc.lock`` entry);
 the parent run gets ``dvc_lock_hash`` when the pipeline ends (``ncsn.provenance``). With these
 and the ``params.yaml`` artifact any run can be brought back (README, "Bringing a run back").
 
@@ -191,8 +191,8 @@ def stage_run(cfg: Config, stage: str, params_file: str | Path = "params.yaml") 
 
     Logs ``cfg.flat()`` as parameters, the resolved config as ``config.yaml`` and ``params_file``
     (the file ``cfg`` was read from) as ``params.yaml`` (secrets redacted), and tags the run with
-    its provenance (``ncsn.provenance.run_tags``: dataset, profile, git commit, the DVC stage hash
-    of ``stage`` in the repository holding the working directory). Yields a :class:`NullTracker`
+    its provenance (``ncsn.provenance.run_tags``: dataset, profile, git commit and, when DVC runs
+    the stage, its stage hash in the repository holding the working directory). Yields a :class:`NullTracker`
     when ``tracking.enabled`` is false.
     """
     if not cfg.tracking.enabled:

@@ -95,5 +95,9 @@ def test_git_commit_and_dirty_flag(repo: Path, tmp_path: Path, monkeypatch: pyte
     tags = run_tags(repo, "mnist", "smoke", "a")
     assert tags["dataset"] == "mnist" and tags["profile"] == "smoke" and tags["git_commit"] == head
     assert tags["dvc_exp_name"] == "exp-1" and tags["dvc_exp_baseline_rev"] == head
-    assert tags["dvc_stage_hash"] == stage_hash(repo, "a")
+    assert "dvc_stage_hash" not in tags  # not run by DVC
+    monkeypatch.setenv("DVC_STAGE", "a")  # as DVC sets it for the stage's command
+    assert run_tags(repo, "mnist", "smoke", "a")["dvc_stage_hash"] == stage_hash(repo, "a")
+    monkeypatch.setenv("DVC_STAGE", "b")
     assert "dvc_stage_hash" not in run_tags(repo, "mnist", "smoke", "b")  # its dep a.txt is missing
+    assert "dvc_stage_hash" not in run_tags(repo, "mnist", "smoke")  # the parent run
