@@ -8,10 +8,11 @@ Crash safety of ``register_and_promote``. Steps, in order: (1) the checkpoint is
 (a file that is not a clean ncsn checkpoint is never registered); (2) the model directory is
 logged to the run; (3) a version is created, carrying its tags from the start; (4) we wait for
 it to be READY; (5) its files are listed in the artifact store and checked (``MLmodel`` and a
-``model.pt`` of the recorded size); (6) it is compared with the champion; (7) only then does the
-alias move. A process killed at any point leaves the alias on the previous champion (which
-passed the same checks); a current champion whose files have gone missing is replaced by a
-new verified version whatever its FID.
+``model.pt`` of the recorded size) and it is tagged ``ncsn.verified``; (6) it is compared with the
+champion; (7) only then does the alias move; (8) the alias is settled against versions that other
+processes registered at the same time (``ncsn.champion_race``). A process killed at any point
+leaves the alias on the previous champion (which passed the same checks); a current champion
+whose files have gone missing is replaced by a new verified version whatever its FID.
 
 Promotion rule: lower FID wins, and only FIDs of the same kind (``classifier_fid``,
 ``inception_fid``, ``raw_fid``: different feature spaces) on the same dataset are compared.
@@ -31,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ncsn.champion_race import CHAMPION, converge_champion, mark_verified, set_champion
 from ncsn.checkpoint import check_compatible, file_sha256, load_checkpoint
 from ncsn.config import Config
 from ncsn.model_uri import resolve_model_uri
@@ -40,7 +42,6 @@ from ncsn.tracking import connect
 
 __all__ = ["CHAMPION", "RegistryError", "fid_of", "model_name", "register_and_promote", "resolve_model_uri"]
 
-CHAMPION = "champion"
 # metrics.json key -> FID kind (ncsn.evaluation.extractor: "" = Inception).
 FID_KEYS = {"classifier_fid": "classifier_fid", "inception_fid": "inception_fid", "fid": "inception_fid",
             "raw_fid": "raw_fid"}
@@ -152,11 +153,17 @@ def register_and_promote(cfg: Config, tracker: Tracker | NullTracker, checkpoint
     if problem:
         promoted, reason = False, f"not promotable: {problem}"
     else:
+        mark_verified(client, name, version)
         champion_problem = files_problem(client, name, champion.version) if champion is not None else None
         promoted, reason = _decide(kind, fid, cfg.base.dataset, champion, champion_problem)
     if promoted:
-        client.set_registered_model_alias(name, CHAMPION, version)
+        set_champion(client, name, version)
     champion_version = version if promoted else (champion.version if champion is not None else None)
+    # Processes registering at the same time may have moved the alias past each other: settle it.
+    settled = converge_champion(client, name, kind, cfg.base.dataset)
+    if settled is not None and str(settled) != str(champion_version):
+        reason += f"; champion is v{settled} after concurrent registrations"
+        promoted, champion_version = str(settled) == str(version), settled
     tracker.set_tags({"ncsn.registered_model": name, "ncsn.model_version": version,
                       "ncsn.champion": str(promoted).lower()})
     return {"name": name, "version": str(version), "promoted": promoted,
