@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from ncsn.tracking import PARENT_ENV
+from tests.smoke_fixtures import server_smoke_run  # noqa: F401  (one smoke pipeline per session)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,67 @@
+"""A DVC remote carries a trained model to a second clone, which reuses it instead of training.
+
+The session's smoke pipeline (``tests.smoke_fixtures.server_smoke_run``) ran in a git copy of the
+repository. Here that copy gets a local-folder remote (``dvc remote add -d``), pushes its cache and
+run cache (``dvc push --run-cache``) and commits ``dvc.lock``. A ``git clone`` of it then runs
+``dvc pull`` and ``dvc repro --allow-missing``: no stage runs (in particular no training step),
+and the pulled model and samples are byte for byte the first machine's.
+
+``--allow-missing`` because the outputs kept out of DVC's cache (``cache: false`` in dvc.yaml:
+resumable checkpoints, logs, metrics, plots) exist only where the stage ran; without it their
+absence counts as a change and the clone would train again.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ncsn.checkpoint import file_sha256
+from tests.helpers import repo_env
+
+pytestmark = pytest.mark.slow
+REUSED = ("outputs/train/model.pt", "outputs/sample/grid.png", "outputs/evaluate/nearest_neighbours.png")
+
+
+def _run(*cmd: str, cwd: Path) -> str:
+    result = subprocess.run(cmd, cwd=cwd, env=repo_env(cwd), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result.stdout + result.stderr
+
+
+def _dvc(*args: str, cwd: Path) -> str:
+    return _run(sys.executable, "-m", "dvc", *args, cwd=cwd)
+
+
+def _hashes(root: Path, folder: str) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): file_sha256(p) for p in sorted((root / folder).rglob("*")) if p.is_file()}
+
+
+def test_a_second_clone_pulls_and_reuses_train_and_sample(server_smoke_run, tmp_path: Path) -> None:
+    first = server_smoke_run.repo
+    remote = tmp_path / "remote"
+    _dvc("remote", "add", "-d", "storage", str(remote), cwd=first)
+    _dvc("push", "--run-cache", cwd=first)
+    assert any((remote / "files").rglob("*")), "dvc push sent no file"
+    assert any((remote / "runs").rglob("*")), "dvc push --run-cache sent no run-cache entry"
+    _run("git", "add", "-A", cwd=first)  # dvc.lock, params.yaml (profile smoke), .dvc/config (the remote)
+    _run("git", "commit", "-q", "-m", "smoke run", cwd=first)
+
+    second = tmp_path / "second"
+    _run("git", "clone", "-q", str(first), str(second), cwd=tmp_path)
+    assert not (second / "outputs").exists()
+    _dvc("pull", cwd=second)
+    for name in REUSED:
+        assert file_sha256(second / name) == file_sha256(first / name), name
+    assert _hashes(second, "outputs/sample/shards") == _hashes(first, "outputs/sample/shards")
+    assert _hashes(second, "outputs/train/snapshots") == _hashes(first, "outputs/train/snapshots")
+
+    output = _dvc("repro", "--allow-missing", cwd=second)
+    assert "Running stage" not in output, output[-3000:]
+    assert "Stage 'train' didn't change" in output and "Stage 'sample' didn't change" in output, output[-3000:]
+    assert not (second / "outputs/train/train_log.csv").exists(), "a training step ran in the clone"
+    assert not (second / "outputs/train/checkpoints").exists(), "a training step ran in the clone"
+    assert file_sha256(second / "outputs/train/model.pt") == file_sha256(first / "outputs/train/model.pt")
