@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -83,19 +84,22 @@ def draw_shards(model: ScoreModel, spec: SamplerSpec, shard_dir: Path, manifest:
     :return: the indices of the shards this rank drew.
     :raises SampleError: when the folder or a shard cannot be written.
     """
-    todo = None
+    todo: list[int] | None = None
     if dist.is_main:
         todo = missing_shards(shard_dir, manifest, n_samples=n_samples, batch_size=batch_size, seed=seed)
-    todo = broadcast_from_main(todo, dist)
+    todo = broadcast_from_main(todo, dist)  # the others wait for rank 0's check of the folder
     mine = my_share(todo, dist)
     n_shards = math.ceil(n_samples / batch_size)
-    desc = "sample shards" if dist.world_size == 1 else f"sample shards (rank {dist.rank} of {dist.world_size})"
-    for index in tqdm(mine, desc=desc, initial=n_shards - len(todo) if dist.world_size == 1 else 0,
-                      total=n_shards if dist.world_size == 1 else len(mine), dynamic_ncols=True):
+    start = time.perf_counter()
+    if dist.world_size == 1:
+        progress = tqdm(mine, desc="sample shards", initial=n_shards - len(todo), total=n_shards, dynamic_ncols=True)
+    else:
+        progress = tqdm(mine, desc=f"sample shards (rank {dist.rank} of {dist.world_size})", dynamic_ncols=True)
+    for index in progress:
         seeds = shard_seeds(seed, index, batch_size, n_samples)
         write_shard(shard_dir, index, to_storage(sample_batch(model, seeds, spec), model), seeds)
-    log.info("rank %d of %d drew %d of %d shards: %s", dist.rank, dist.world_size, len(mine), n_shards,
-             _ranges(mine))
+    log.info("rank %d of %d drew %d of %d shards in %.1f s: %s", dist.rank, dist.world_size, len(mine), n_shards,
+             time.perf_counter() - start, _ranges(mine))
     barrier(dist)
     return mine
 
