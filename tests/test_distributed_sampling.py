@@ -167,3 +167,20 @@ def test_the_ranks_features_are_those_torch_fidelity_caches_itself(trained: Path
     for layer in feature_layers(extractor):
         theirs = torch.load(feature_cache_path(own, name, extractor, layer), weights_only=True)
         assert torch.equal(torch.load(feature_cache_path(ours, name, extractor, layer), weights_only=True), theirs)
+
+
+def test_two_ranks_inpaint_what_one_process_inpaints(trained: Path, tmp_path: Path) -> None:
+    """Each rank completes half of the images; rank 0 writes them all (equal up to batch-size rounding)."""
+    import torch
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    params_one, params_two = _workspace(one, trained), _workspace(two, trained)
+    assert main(["--params", str(params_one), "inpaint"]) == 0
+    _torchrun(params_two, two, "inpaint")
+    expected = torch.load(one / "outputs" / "inpaint" / "results.pt", weights_only=True)
+    found = torch.load(two / "outputs" / "inpaint" / "results.pt", weights_only=True)
+    assert expected.keys() == found.keys() and len(expected["originals"]) >= 2
+    for key, value in expected.items():
+        torch.testing.assert_close(found[key], value, rtol=0, atol=1e-5, msg=key)
+    assert sorted(p.name for p in (two / "outputs" / "inpaint").glob("*.png")) == \
+        sorted(p.name for p in (one / "outputs" / "inpaint").glob("*.png"))

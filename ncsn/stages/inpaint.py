@@ -14,13 +14,15 @@ or a registry URI, as ``ncsn sample --model``).
 
 Either way the sampler is ``sample.*`` with the overrides ``inpaint.sampler``,
 ``inpaint.n_steps_each`` and ``inpaint.eps`` (``auto``: NCSNv2 technique 4), without a
-denoising step.
+denoising step. Under ``torchrun --nproc_per_node N -m ncsn inpaint`` the pipeline's stage
+splits the images among the ranks and rank 0 writes.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import zlib
 from pathlib import Path
 
@@ -32,6 +34,7 @@ from ncsn.config import Config
 from ncsn.data import load_split
 from ncsn.data.transforms import preprocess
 from ncsn.devices import resolve_device
+from ncsn.distributed import DistInfo, init_distributed, local_rank, map_chunks
 from ncsn.images import save_grid, save_png
 from ncsn.inpaint import inpaint, inpaint_pixels
 from ncsn.masks import make_mask
@@ -60,6 +63,26 @@ def _inpaint_spec(cfg: Config, model: ScoreModel) -> SamplerSpec:
                            denoise=False)
 
 
+def _complete(model: ScoreModel, spec: SamplerSpec, y: torch.Tensor, mask: torch.Tensor, seeds: list[int],
+              dist: DistInfo) -> torch.Tensor:
+    """Algorithm 2 for the images ``y`` [n, C, H, W] under ``mask`` ([n or 1, 1, H, W]), image i from ``seeds[i]``.
+
+    Under ``torchrun`` the ranks take contiguous chunks of the images (``ncsn.distributed.map_chunks``)
+    and every rank gets all completions; one process completes them in one batch.
+
+    :return: [n, C, H, W] completions on ``y``'s device.
+    """
+    def chunk(start: int, stop: int) -> torch.Tensor:
+        part_mask = mask[start:stop] if len(mask) == len(y) else mask
+        generators = make_generators(seeds[start:stop], y.device)
+        return inpaint(model.score(), y[start:stop], part_mask, model.sigmas, sampler=spec.sampler,
+                       n_steps_each=spec.n_steps_each, eps=spec.eps, convention=spec.convention,
+                       denoise=spec.denoise, generator=generators).cpu()
+
+    size = math.ceil(len(y) / dist.world_size)
+    return torch.cat(map_chunks(chunk, len(y), size, dist)).to(y.device)
+
+
 def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
     """Complete ``inpaint.n_images`` test images under each mask of ``inpaint.masks``, or ``--images``."""
     if getattr(args, "images", None) is not None:
@@ -69,7 +92,8 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
         raise ImageInputError(f"{', '.join(given)} only work with --images DIR; add --images or leave them out")
     out_dir = Path(cfg.paths.inpaint)
     out_dir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(cfg.base.device)
+    device = resolve_device(cfg.base.device, local_rank())
+    dist = init_distributed(device)
     _, ckpt = load_final_model(cfg)
     model = load_for_sampling(ckpt, device, cfg.sample)
     test = load_split(cfg.paths.prepare, "test").data[: cfg.inpaint.n_images]
@@ -87,9 +111,10 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
     for k, kind in enumerate(ic.masks):
         mask_gen = torch.Generator().manual_seed(cfg.base.seed + k)
         mask = make_mask(kind, n, y.shape[-1], fraction=ic.random_fraction, generator=mask_gen).to(device)
-        generators = make_generators([cfg.base.seed + 10_000 * (k + 1) + i for i in range(n)], device)
-        completed = inpaint(model.score(), y, mask, model.sigmas, sampler=spec.sampler, n_steps_each=spec.n_steps_each,
-                            eps=spec.eps, convention=spec.convention, denoise=spec.denoise, generator=generators)
+        seeds = [cfg.base.seed + 10_000 * (k + 1) + i for i in range(n)]
+        completed = _complete(model, spec, y, mask, seeds, dist)
+        if not dist.is_main:
+            continue
         occluded = to_uint8(y, logit_transform=lt) * mask.cpu().to(torch.uint8)
         grid = torch.cat([occluded, to_uint8(completed, logit_transform=lt), to_uint8(y, logit_transform=lt)])
         save_grid(grid, out_dir / f"{kind}.png", nrow=n)
@@ -99,6 +124,8 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
         mse = (((completed - y) ** 2) * hidden).sum() / hidden.sum().clamp_min(1)
         tracker.log_metrics({f"inpaint_mse_{kind}": mse.item()})
         tracker.log_artifact(out_dir / f"{kind}.png", "inpainting")
+    if not dist.is_main:
+        return
     save_grid(torch.cat(rows), out_dir / "inpainting.png", nrow=n)
     atomic_save({"originals": y.cpu(), **{f"{k}_{f}": v[f] for k, v in results.items() for f in v}},
                 out_dir / "results.pt")
