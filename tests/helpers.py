@@ -16,10 +16,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 def write_params(tmp_path: Path, overrides: dict[str, dict[str, Any]] | None = None, *,
                  profile: str = "smoke") -> Path:
-    """A params.yaml composed for ``profile`` (``ncsn/conf``) whose outputs all land under ``tmp_path``."""
+    """A params.yaml composed for ``profile`` (``ncsn/conf``) whose outputs all land under ``tmp_path``.
+
+    A ``base.dataset`` among ``overrides`` chooses the dataset's group, as ``-S dataset=...`` does.
+    """
     from ncsn.config.composition import compose_params
 
-    params = compose_params([f"profile={profile}"])
+    dataset = (overrides or {}).get("base", {}).get("dataset")
+    params = compose_params([f"profile={profile}", *([f"dataset={dataset}"] if dataset else [])])
     params["paths"] = {k: str(tmp_path / "outputs" / k) for k in params["paths"]}
     params["tracking"]["enabled"] = False
     for section, values in (overrides or {}).items():
