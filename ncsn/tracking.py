@@ -99,8 +99,10 @@ def connect(cfg: Config) -> str:
 def configure(cfg: Config) -> str:
     """:func:`connect`, and make sure the experiment ``tracking.experiment`` exists.
 
-    A new experiment in the embedded store keeps its artifacts in ``<paths.mlflow>/artifacts``;
-    on a server the server decides.
+    A new experiment in an SQLite store (the embedded one, or a ``sqlite:///`` URI in
+    ``MLFLOW_TRACKING_URI``) keeps its artifacts in ``artifacts/`` beside the database file, not in
+    the working directory (a ``dvc exp run --queue`` runs in a temporary copy); on a server the
+    server decides.
 
     :return: the experiment id.
     :raises ConfigError: when the experiment exists but was deleted.
@@ -113,8 +115,8 @@ def configure(cfg: Config) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         location = None
-        if uri == _default_uri(cfg):
-            location = (Path(cfg.paths.mlflow).resolve() / "artifacts").as_uri()
+        if uri.startswith("sqlite:///"):
+            location = (Path(uri[len("sqlite:///"):]).resolve().parent / "artifacts").as_uri()
         try:
             return client.create_experiment(name, artifact_location=location)
         except MlflowException:  # created meanwhile by another process
