@@ -10,6 +10,7 @@ DVC's cache (the resumable checkpoints too) or, for the small uncached metrics a
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -40,7 +41,8 @@ def _hashes(root: Path, folder: str) -> dict[str, str]:
 
 
 def test_a_second_clone_pulls_and_reuses_train_and_sample(server_smoke_run, tmp_path: Path) -> None:
-    first = server_smoke_run.repo
+    first = tmp_path / "first"  # a copy: the session's smoke run stays as it ran for the other tests
+    shutil.copytree(server_smoke_run.repo, first, symlinks=True)
     remote = tmp_path / "remote"
     _dvc("remote", "add", "-d", "storage", str(remote), cwd=first)
     _dvc("push", "--run-cache", cwd=first)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from ncsn.config import FiguresConfig, load_config
 from ncsn.figures import langevin_mixing, score_accuracy, ssm_noise
@@ -136,12 +135,7 @@ def test_moving_average():
 
 
 def _smoke_cfg(tmp_path: Path, images: torch.Tensor, dataset: str = "mnist5k"):
-    params = write_params(tmp_path)
-    if dataset == "gmm":
-        raw = yaml.safe_load(params.read_text())
-        raw["base"]["dataset"] = "gmm"
-        params.write_text(yaml.safe_dump(raw))
-    cfg = load_config(params)
+    cfg = load_config(write_params(tmp_path, {"base": {"dataset": dataset}}))
     prepare = Path(cfg.paths.prepare)
     prepare.mkdir(parents=True)
     torch.save({"data": images}, prepare / "train.pt")
