@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import copy_repository
+from tests.helpers import copy_repository, repo_env
 
 pytestmark = pytest.mark.slow
 
@@ -40,13 +40,7 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subproces
     from ncsn.config.composition import write_params
 
     write_params(repo / "params.yaml", ["profile=smoke"], repo / "ncsn" / "conf")  # as `dvc exp run -S` does
-    bin_dir = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-           "PYTHONPATH": str(repo), "DVC_NO_ANALYTICS": "1", "OMP_NUM_THREADS": "1",
-           "GIT_AUTHOR_NAME": "ncsn-test", "GIT_AUTHOR_EMAIL": "ncsn-test@localhost",
-           "GIT_COMMITTER_NAME": "ncsn-test", "GIT_COMMITTER_EMAIL": "ncsn-test@localhost"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    result = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=repo, env=env,
+    result = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=repo, env=repo_env(repo),
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, f"dvc repro failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return repo, result
