@@ -26,7 +26,7 @@ def with_value(section: str, key: str, value) -> dict:
 def test_repository_params_load_with_the_cpu_profile() -> None:
     cfg = load_config(REPO / "params.yaml")
     assert cfg.profile == "cpu"
-    assert cfg.train.n_iters == 3000
+    assert cfg.train.n_iters == 1500
     assert cfg.model.arch == "unet"
 
 
@@ -69,7 +69,12 @@ def test_paper_profile_follows_the_paper() -> None:
 
 def test_a_dataset_group_switches_its_settings_together() -> None:
     cpu = config_from_dict(compose_params(["dataset=mnist"]))
-    assert (cpu.base.dataset, cpu.data.flip, cpu.model.ngf, cpu.model.sigma_begin) == ("mnist", False, 32, 1.0)
+    assert (cpu.base.dataset, cpu.data.flip, cpu.model.ngf, cpu.model.sigma_begin, cpu.model.num_levels) == (
+        "mnist", False, 32, 5.0, 40)  # profile_dataset/cpu_mnist.yaml
+    paper = config_from_dict(compose_params(["profile=paper", "dataset=mnist"]))
+    assert (paper.model.ngf, paper.model.sigma_begin, paper.model.num_levels) == (64, 1.0, 10)  # the paper's MNIST
+    v2_cpu = config_from_dict(compose_params(["dataset=mnist", "sigma=ncsnv2"]))
+    assert (v2_cpu.model.sigma_begin, v2_cpu.model.num_levels) == ("auto", "auto")  # the sigma policy comes last
     cifar = config_from_dict(compose_params(["dataset=cifar10"]))
     assert (cifar.base.dataset, cifar.data.flip) == ("cifar10", True)
     celeba = config_from_dict(compose_params(["dataset=celeba"]))

@@ -406,3 +406,31 @@ def test_classifier_and_evaluate_stages(tmp_path: Path, monkeypatch: pytest.Monk
     assert metrics["extractor"] == STAND_IN and len(metrics["extractor_weights_sha256"]) == 64
     assert {"is", "fid", "kid_mean", "floor_fid_train_vs_test"} <= set(metrics)
     assert not any(k.startswith("classifier_") for k in metrics)
+
+
+# --------------------------------------------------------------------------- class balance
+
+
+def test_share_ratios_known_answer() -> None:
+    from ncsn.evaluation.class_balance import share_ratios
+
+    data = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])  # 4 classes, 1/4 each
+    samples = torch.tensor([0, 0, 0, 0, 1, 1, 2, 2])  # class 0 doubled, class 3 missing
+    out = share_ratios(samples, data, 4)
+    assert [out[f"class_share_{k}"] for k in range(4)] == [0.5, 0.25, 0.25, 0.0]
+    assert [out[f"class_share_ratio_{k}"] for k in range(4)] == [2.0, 1.0, 1.0, 0.0]
+    assert (out["class_share_ratio_min"], out["class_share_ratio_max"]) == (0.0, 2.0)
+    assert "class_share_ratio_1" not in share_ratios(samples, torch.tensor([0, 2, 3]), 4)  # absent from the data
+
+
+def test_class_balance_of_real_digits_and_of_one_digit(classifier: Extractor, digits) -> None:
+    from ncsn.evaluation.class_balance import class_balance_metrics
+
+    real = class_balance_metrics(digits["test"], digits["train_labels"], classifier.weights_path, device=torch.device("cpu"))
+    ones = digits["test"][digits["test_labels"] == 1]
+    only_ones = class_balance_metrics(ones, digits["train_labels"], classifier.weights_path, device=torch.device("cpu"))
+    MEASURED.update({"class_ratio_min_test": real["class_share_ratio_min"],
+                     "class_ratio_max_test": real["class_share_ratio_max"]})
+    assert 0.7 < real["class_share_ratio_min"] <= 1.0 <= real["class_share_ratio_max"] < 1.3
+    assert only_ones["class_share_1"] > 0.95 and only_ones["class_share_ratio_min"] < 0.05
+    assert class_balance_metrics(digits["test"], None, classifier.weights_path, device=torch.device("cpu")) == {}

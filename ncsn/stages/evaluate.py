@@ -3,7 +3,8 @@
 Reads the prepare stage's splits, the sample stage's shards (drawn from ``model.pt``),
 the training snapshots and, for digits, the classifier. Writes into ``paths.evaluate``::
 
-    metrics.json             every number, with the feature extractor and sample counts
+    metrics.json             every number, with the feature extractor and sample counts,
+                             and each class's share of the samples (``class_balance``)
     checkpoint_fid.csv       fast FID + held-out DSM loss per snapshot (DVC plot)
     nearest_neighbours.png   each row: a sample, then its nearest training images
 
@@ -48,6 +49,7 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
     from ncsn.devices import resolve_device
     from ncsn.distributed import init_distributed, local_rank
     from ncsn.evaluation import EvaluationError
+    from ncsn.evaluation.class_balance import class_balance_metrics
     from ncsn.evaluation.extractor import resolve_extractor
     from ncsn.evaluation.json_csv import write_json
     from ncsn.evaluation.memorisation_check import memorisation_metrics
@@ -100,6 +102,7 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
     }
     metrics |= memorisation_metrics(samples, train.data, test.data, classifier_path, grid=cfg.evaluate.nn_grid,
                                     device=device, out_path=out_dir / "nearest_neighbours.png")
+    metrics |= class_balance_metrics(samples, train.labels, classifier_path, device=device)
 
     write_json(out_dir / "metrics.json", metrics)
     tracker.log_metrics(_numeric(metrics))
@@ -109,6 +112,6 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
     _register(cfg, tracker, metrics)
     space = "raw" if samples.ndim == 2 else "pixel"
     shown = [f"{p}is", f"{p}fid", f"{p}kid_mean", f"reference_{p}is_test", f"floor_{p}fid_train_vs_test",
-             "best_checkpoint_step", f"nn_{space}_ratio"]
+             "best_checkpoint_step", f"nn_{space}_ratio", "class_share_ratio_min", "class_share_ratio_max"]
     print(f"{extractor.name}, {len(samples)} samples: "
           + ", ".join(f"{k}={metrics[k]:.4g}" for k in shown if k in metrics))
