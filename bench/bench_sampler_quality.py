@@ -103,6 +103,11 @@ def main() -> None:
     def fid(images: torch.Tensor) -> float:
         return fidelity_metrics(images, test, extractor, isc=False, kid=False, seed=args.seed)["classifier_fid"]
 
+    def scores(images: torch.Tensor) -> tuple[float, float, float, float]:
+        """classifier-FID, classifier-IS, precision and recall of ``images``."""
+        m = fidelity_metrics(images, test, extractor, isc=True, kid=False, prc=True, seed=args.seed)
+        return (m["classifier_fid"], m["classifier_is"], m["classifier_precision"], m["classifier_recall"])
+
     train = load_split(args.prepare, "train").data
     floor_idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(args.seed))[:args.n]
     print(f"model {args.model} (step {model.checkpoint['step']}, {model.checkpoint['config']['model']['arch']},"
@@ -110,7 +115,8 @@ def main() -> None:
           f" {args.seed}..{args.seed + args.n - 1}; classifier-FID against {len(test)} held-out images;"
           f" network in {'bf16 autocast' if args.bf16 else 'float32'}{', compiled' if args.compile else ''}")
     print(f"reference: {args.n} training images vs held-out: classifier-FID {fid(train[floor_idx]):.3f}", flush=True)
-    header = f"{'sampler':<34} {'evals':>6} {'classifier-FID':>15} {'seconds':>8}"
+    header = (f"{'sampler':<34} {'evals':>6} {'classifier-FID':>15} {'IS':>6} {'precision':>9} {'recall':>6}"
+              f" {'seconds':>8}")
     print(header)
     print("-" * len(header))
     rows = []
@@ -128,13 +134,15 @@ def main() -> None:
             else:
                 name = f"PC T={steps} eps={eps:.3g} (technique 4)"
                 evals = L * (steps + 1)
-            value = fid(images)
-            rows.append([name, evals, value, seconds])
-            print(f"{name:<34} {evals:>6} {value:>15.3f} {seconds:>8.0f}", flush=True)
+            value, inception, precision, recall = scores(images)
+            rows.append([name, evals, value, inception, precision, recall, seconds])
+            print(f"{name:<34} {evals:>6} {value:>15.3f} {inception:>6.2f} {precision:>9.3f} {recall:>6.3f}"
+                  f" {seconds:>8.0f}", flush=True)
     if args.csv:
         with open(args.csv, "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["sampler", "evaluations", "classifier_fid", "seconds", "n_samples"])
+            writer.writerow(["sampler", "evaluations", "classifier_fid", "classifier_is", "precision", "recall", "seconds",
+                             "n_samples"])
             writer.writerows([*row, args.n] for row in rows)
     best = rows[0][2] if rows else math.nan
     cheap = [r for r in rows if r[2] <= best and r[1] < rows[0][1]]
