@@ -242,3 +242,25 @@ def test_page_renders_in_headless_chromium(use_store, tmp_path: Path) -> None:
     with Image.open(shot) as image:
         colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
     assert colours is None or len(colours) > 50, "the screenshot is blank"
+
+
+def test_a_dvc_exp_run_experiment_is_one_run(tmp_path: Path, empty_mlflow_db: Path, monkeypatch) -> None:
+    """Stage runs of `dvc exp run` have no pipeline run above them: their dvc_exp_name groups them."""
+    from mlflow import MlflowClient
+
+    shutil.copyfile(empty_mlflow_db, tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("ncsn", artifact_location=(tmp_path / "artifacts").as_uri())
+    ids = _pipeline(client, exp, tmp_path, start=T0, dataset="mnist", params={"sigmas": [5.0, 0.5, 0.01]},
+                    metrics=CLASSIFIER)
+    for stage in STAGES:  # what `dvc exp run` leaves: the same stage runs, no parent, one experiment name
+        client.delete_tag(ids[stage], "mlflow.parentRunId")
+        client.set_tag(ids[stage], "dvc_exp_name", "exp-mnist")
+    client.delete_run(ids["pipeline"])
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    (row,) = _compare(tmp_path / "out")
+    assert row["run_id"] == ids["evaluate"] and row["dataset"] == "mnist"
+    assert float(row["fid"]) == CLASSIFIER["classifier_fid"]
+    assert [float(row[f"wall_s:{s}"]) for s in STAGES] == [2.0, 3.0, 4.0, 5.0, 6.0]
+    assert float(row["wall_s:total"]) == 20.0  # the sum of its stages

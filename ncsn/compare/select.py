@@ -5,6 +5,10 @@ A *pipeline run* is the parent run that ``ncsn pipeline`` (or the Prefect flow) 
 for each dataset, the latest FINISHED pipeline run whose evaluate stage ran (DVC skips unchanged
 stages, so a rerun with nothing to do has no metrics); when no run of a dataset has one, its
 latest FINISHED pipeline run.
+
+Stages run by ``dvc exp run`` (or ``dvc repro``) have no pipeline run above them. Those of one
+experiment share the tag ``dvc_exp_name``: the experiment's evaluate run stands for it, and its
+stages are the runs with that tag.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any, Sequence
 PIPELINE = "pipeline"  # the ncsn.stage tag of a parent run (ncsn.tracking.pipeline_run)
 STAGE_TAG = "ncsn.stage"
 PARENT_TAG = "mlflow.parentRunId"
+EXP_TAG = "dvc_exp_name"  # set on every stage run of a `dvc exp run` experiment
 MAKE_RUNS = "make runs with `ncsn pipeline` (or `make run`), e.g. ncsn pipeline -S base.dataset=mnist5k"
 
 
@@ -106,6 +111,9 @@ def select_runs(store: Store, *, experiment: str | None = None, datasets: Sequen
     ids = [e.experiment_id for e in experiments]
     where = f"experiment {experiment!r}" if experiment else f"{len(ids)} experiment(s)"
     parents = _search(store, ids, f"tags.`{STAGE_TAG}` = '{PIPELINE}' and attributes.status = 'FINISHED'") if ids else []
+    evaluations = _search(store, ids, f"tags.`{STAGE_TAG}` = 'evaluate' and attributes.status = 'FINISHED'") if ids else []
+    experiments_runs = [r for r in evaluations if not r.data.tags.get(PARENT_TAG) and r.data.tags.get(EXP_TAG)]
+    parents = sorted([*parents, *experiments_runs], key=lambda r: r.info.start_time or 0, reverse=True)
     if not parents:
         raise CompareError(f"no runs found: no finished pipeline run in {where} of {store.uri}; {MAKE_RUNS}")
     found = sorted({dataset_of(r) for r in parents})
@@ -114,8 +122,7 @@ def select_runs(store: Store, *, experiment: str | None = None, datasets: Sequen
         if not parents:
             raise CompareError(f"no runs found: no finished pipeline run of dataset {', '.join(datasets)} in {where}"
                                f" of {store.uri} (datasets with runs: {', '.join(found)}); {MAKE_RUNS}")
-    evaluated = {r.data.tags.get(PARENT_TAG) for r in
-                 _search(store, ids, f"tags.`{STAGE_TAG}` = 'evaluate' and attributes.status = 'FINISHED'")}
+    evaluated = {r.data.tags.get(PARENT_TAG) or r.info.run_id for r in evaluations}
     latest: dict[str, Any] = {}
     for run in parents:  # newest first: keep the first evaluated run of each dataset, else the newest
         key = dataset_of(run)
@@ -146,11 +153,16 @@ def _by_ids(store: Store, run_ids: Sequence[str]) -> list:
 def stage_runs(store: Store, parent: Any) -> dict[str, Any]:
     """``{stage: run}`` of the stages nested under ``parent`` (the last finished one per stage).
 
-    A run with no nested runs (a stage started on its own) is its own only stage.
+    A stage run of a ``dvc exp run`` experiment stands for the stage runs with its ``dvc_exp_name``;
+    any other run with no nested runs (a stage started on its own) is its own only stage.
     """
     children = _search(store, [parent.info.experiment_id], f"tags.`{PARENT_TAG}` = '{parent.info.run_id}'")
     if not children and parent.data.tags.get(STAGE_TAG) != PIPELINE:
+        name = parent.data.tags.get(EXP_TAG)
         children = [parent]
+        if name and not parent.data.tags.get(PARENT_TAG):
+            siblings = _search(store, [parent.info.experiment_id], f"tags.`{EXP_TAG}` = '{name}'")
+            children = [r for r in siblings if not r.data.tags.get(PARENT_TAG)] or [parent]
     stages: dict[str, Any] = {}
     for run in sorted(children, key=lambda r: r.info.start_time):
         name = run.data.tags.get(STAGE_TAG) or run.info.run_name

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ncsn.compare.select import Store, dataset_of, stage_runs
+from ncsn.compare.select import PIPELINE, STAGE_TAG, Store, dataset_of, stage_runs
 
 UNKNOWN = "unknown"
 CHAMPION = "champion"  # ncsn.registry.CHAMPION
@@ -163,7 +163,9 @@ def summarise(store: Store, run: Any, experiment: str) -> RunSummary:
         params=params)
     summary.extractor, summary.metrics = _scores(stages.get("evaluate"))
     summary.stage_seconds = {stage: _seconds(r) for stage, r in stages.items()}
-    summary.total_seconds = _seconds(run)
+    times = [t for t in summary.stage_seconds.values() if t is not None]
+    # A pipeline run spans its stages; the stages of a `dvc exp run` experiment have no run above them.
+    summary.total_seconds = _seconds(run) if run.data.tags.get(STAGE_TAG) == PIPELINE or not times else sum(times)
     summary.sigmas, summary.sigmas_source = _sigmas(store, stages.get("train"), params)
     if "sample" in stages:
         summary.grid_png = _download(store, stages["sample"], "samples/grid.png")
