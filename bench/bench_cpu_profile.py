@@ -10,7 +10,7 @@ Usage::
 The network is the one ``ncsn.models.build_model`` builds from the composed profile
 (``compose_params(["profile=cpu", *overrides])``), for the dataset's image shape. A timed
 step is what ``ncsn.train`` does per step, minus the data loading: draw the levels and the
-noise, the DSM loss (paper Eq. 5-6) forward, backward, gradient clipping when
+noise, the weighted DSM loss (paper Eq. 5-6, ``train.weighting``) forward, backward, gradient clipping when
 ``train.grad_clip`` is set, the Adam step and the EMA update when ``train.ema`` is on, then
 ``loss.item()``; ``train.bf16`` autocasts as training does. ``--channels-last`` and
 ``--compile`` override ``train.channels_last`` and ``train.compile``.
@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ncsn.config import Config, config_from_dict  # noqa: E402
 from ncsn.config.composition import compose_params  # noqa: E402
 from ncsn.data.prepare import NATIVE_CHANNELS, NATIVE_SIZE  # noqa: E402
-from ncsn.losses import dsm_loss  # noqa: E402
+from ncsn.losses.weighting import draw_levels, weighted_dsm_loss  # noqa: E402
 from ncsn.models import build_model, count_parameters  # noqa: E402
 from ncsn.sigmas import geometric_sigmas, resolve_sigmas  # noqa: E402
 
@@ -129,11 +129,13 @@ class TrainStep:
         self.gen = torch.Generator().manual_seed(1)
 
     def loss(self, net: torch.nn.Module) -> torch.Tensor:
-        levels = torch.randint(0, len(self.sigmas), (len(self.x),), generator=self.gen)
-        noise = torch.randn(self.x.shape, generator=self.gen)
         tc = self.cfg.train
+        levels = draw_levels(tc.weighting, self.sigmas, len(self.x), self.gen, log_sigma_mean=tc.log_sigma_mean,
+                             log_sigma_std=tc.log_sigma_std)
+        noise = torch.randn(self.x.shape, generator=self.gen)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=tc.bf16):
-            return dsm_loss(net, self.x, self.sigmas, anneal_power=tc.anneal_power, levels=levels, noise=noise).mean()
+            return weighted_dsm_loss(net, self.x, self.sigmas, weighting=tc.weighting, anneal_power=tc.anneal_power,
+                                     levels=levels, noise=noise).mean()
 
     def __call__(self) -> float:
         start = time.perf_counter()

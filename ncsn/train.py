@@ -41,7 +41,7 @@ from ncsn.config import Config
 from ncsn.data.transforms import preprocess
 from ncsn.devices import bf16_slow_reason, resolve_device
 from ncsn.distributed import DistInfo, barrier, init_distributed, local_rank
-from ncsn.losses import dsm_loss
+from ncsn.losses.weighting import draw_levels, weighted_dsm_loss
 from ncsn.models import build_model
 from ncsn.sigmas import resolve_sigmas, write_sigmas_csv
 from ncsn.validation import validation_loss
@@ -51,7 +51,8 @@ log = logging.getLogger(__name__)
 MetricsCallback = Callable[[dict[str, float], int], None]
 # Sections whose change makes old checkpoints unusable for resuming.
 _RESUME_KEYS = ("base", "data", "model")
-_RESUME_TRAIN_KEYS = ("batch_size", "lr", "beta1", "weight_decay", "anneal_power", "ema", "ema_rate", "grad_clip")
+_RESUME_TRAIN_KEYS = ("batch_size", "lr", "beta1", "weight_decay", "anneal_power", "weighting", "log_sigma_mean",
+                      "log_sigma_std", "ema", "ema_rate", "grad_clip")
 
 
 class TrainingDiverged(RuntimeError):
@@ -100,10 +101,13 @@ def _new_state(cfg: Config, data: _Data, sigmas: torch.Tensor, device: torch.dev
 
 
 def _same_run(saved: dict[str, Any], cfg: Config) -> bool:
-    now = cfg.to_dict()
-    if any(saved[k] != now[k] for k in _RESUME_KEYS):
+    """Whether a checkpoint's config trains the same run as ``cfg``; a key the checkpoint
+    predates counts as its default value (``Config()``)."""
+    now, default = cfg.to_dict(), Config().to_dict()
+    if any({**default[k], **saved[k]} != now[k] for k in _RESUME_KEYS):
         return False
-    return all(saved["train"][k] == now["train"][k] for k in _RESUME_TRAIN_KEYS)
+    train = {**default["train"], **saved["train"]}
+    return all(train[k] == now["train"][k] for k in _RESUME_TRAIN_KEYS)
 
 
 def _resume(state: _State, out_dir: Path, cfg: Config, dist_info: DistInfo) -> None:
@@ -171,13 +175,15 @@ def _train_step(net: nn.Module, state: _State, data: _Data, sigmas: torch.Tensor
     # One global batch: the same draws on every rank, each rank takes its slice.
     idx = torch.randint(0, len(data.train), (global_batch,), generator=state.data_gen)
     x = preprocess(data.train[idx], cfg, state.data_gen).to(device, non_blocking=True)
-    levels = torch.randint(0, len(sigmas), (global_batch,), generator=state.noise_gen, device=device)
+    levels = draw_levels(tc.weighting, sigmas, global_batch, state.noise_gen, log_sigma_mean=tc.log_sigma_mean,
+                         log_sigma_std=tc.log_sigma_std)
     noise = torch.randn(x.shape, generator=state.noise_gen, device=device)
     x, levels, noise = x[lo:hi], levels[lo:hi], noise[lo:hi]
     if tc.channels_last and x.ndim == 4:
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.bf16):
-        loss = dsm_loss(net, x, sigmas, anneal_power=tc.anneal_power, levels=levels, noise=noise).mean()
+        loss = weighted_dsm_loss(net, x, sigmas, weighting=tc.weighting, anneal_power=tc.anneal_power,
+                                 levels=levels, noise=noise).mean()
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if tc.grad_clip is not None:

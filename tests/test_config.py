@@ -163,6 +163,7 @@ def test_predictor_corrector_needs_the_paper_eps_convention() -> None:
 
 def test_paper_network_image_sizes_are_checked() -> None:
     params = with_value("model", "arch", "ncsn")
+    params["model"]["precond"] = "ncsnv2"
     params["data"]["image_size"] = 48
     with pytest.raises(ConfigError, match="28, 32 or 64"):
         config_from_dict(params)

@@ -51,6 +51,16 @@ def check_ranges(cfg: Config, source: str) -> None:
         fail("train.weight_decay", t.weight_decay, "it must be >= 0")
     if not math.isfinite(t.anneal_power):
         fail("train.anneal_power", t.anneal_power, "it must be a finite number")
+    if t.weighting == "edm" and t.anneal_power != 2.0:
+        fail("train.anneal_power", t.anneal_power, "train.weighting 'edm' sets the weight itself; leave anneal_power at 2.0")
+    if not math.isfinite(t.log_sigma_mean):
+        fail("train.log_sigma_mean", t.log_sigma_mean, "it must be a finite number")
+    if not (t.log_sigma_std > 0 and math.isfinite(t.log_sigma_std)):
+        fail("train.log_sigma_std", t.log_sigma_std, "it must be > 0")
+    if m.precond == "edm" and m.arch != "unet":
+        fail("model.precond", m.precond, f"only arch 'unet' takes 'edm' (arch is {m.arch!r}); use 'ncsnv2'")
+    if m.precond == "edm" and d.logit_transform:
+        fail("model.precond", m.precond, "'edm' assumes images in [0, 1]; set data.logit_transform: false")
     if not 0.0 <= t.ema_rate < 1.0:
         fail("train.ema_rate", t.ema_rate, "it must be in [0, 1)")
     if t.grad_clip is not None and not t.grad_clip > 0:

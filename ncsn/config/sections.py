@@ -51,6 +51,7 @@ class ModelConfig:
     sigma_begin: Union[float, Literal["auto"]] = 1.0  # "auto": NCSNv2 technique 1
     sigma_end: float = 0.01
     num_levels: Union[int, Literal["auto"]] = 10  # "auto": NCSNv2 technique 2
+    precond: Literal["ncsnv2", "edm"] = "ncsnv2"  # unet output: F/sigma, or EDM's c_skip/c_out form
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,9 @@ class TrainConfig:
     beta1: float = 0.9
     weight_decay: float = 0.0
     anneal_power: float = 2.0  # lambda(sigma) = sigma ** anneal_power
+    weighting: Literal["paper", "edm"] = "paper"  # paper: uniform levels, sigma ** anneal_power; edm: ncsn.losses.edm
+    log_sigma_mean: float = -1.89  # weighting edm: levels drawn with ln(sigma) ~ N(mean, std^2)
+    log_sigma_std: float = 1.2
     ema: bool = True
     ema_rate: float = 0.999
     grad_clip: float | None = None

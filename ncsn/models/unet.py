@@ -7,6 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from ncsn.losses.edm import edm_score
 from ncsn.models.embedding import SigmaEmbedding
 
 
@@ -48,7 +49,7 @@ class LevelResBlock(nn.Module):
 
 
 class UNet(nn.Module):
-    """s_θ(x, i) = net((2x − 1)/√(1 + 4σ_i²), σ_i) / σ_i for images x ∈ [0, 1].
+    """s_θ(x, i) = net((2x − 1)/√(1 + 4σ_i²), σ_i) / σ_i for images x ∈ [0, 1] (or EDM's form, ``precond``).
 
     Layout for ``mults = (½, 1, 2)`` and a 28×28 input (widths for ngf = 32)::
 
@@ -75,9 +76,11 @@ class UNet(nn.Module):
       O(1) even for σ₁ ≈ 50 (NCSNv2 technique 1).
       Inputs in another range (logit space) work too; only this scaling
       assumes [0, 1].
-    * Output: divided by σ_i (NCSNv2 technique 3): the trained quantity σ_i·s_θ
-      is O(1) at every level. The last conv starts at zero, so the initial score
-      is 0 and the initial DSM loss is ½·D at every level.
+    * Output (``precond``): ``"ncsnv2"`` divides it by σ_i (NCSNv2 technique 3): the
+      trained quantity σ_i·s_θ is O(1) at every level; the initial score is 0 and the
+      initial DSM loss ½·D at every level. ``"edm"`` reads it as EDM's F
+      (``ncsn.losses.edm.edm_score``): the score of N(½, ¼ I) blurred by σ_i plus
+      the network's correction. The last conv starts at zero either way.
 
     * Layout: weights and activations are channels-last (``channels_last=True``),
       which makes the convolutions faster on CPUs and GPUs for the same numbers;
@@ -87,8 +90,12 @@ class UNet(nn.Module):
     """
 
     def __init__(self, channels: int, image_size: int, ngf: int, num_levels: int, *, sigmas: Tensor,
-                 mults: tuple[float, ...] = (0.5, 1.0, 2.0), channels_last: bool = True) -> None:
+                 mults: tuple[float, ...] = (0.5, 1.0, 2.0), channels_last: bool = True,
+                 precond: str = "ncsnv2") -> None:
         super().__init__()
+        if precond not in ("ncsnv2", "edm"):
+            raise ValueError(f"precond must be 'ncsnv2' or 'edm', got {precond!r}")
+        self.precond = precond
         assert sigmas.shape == (num_levels,), f"sigmas must have shape [{num_levels}], got {tuple(sigmas.shape)}"
         factor = 2 ** (len(mults) - 1)
         assert image_size % factor == 0, f"image_size must be a multiple of {factor}, got {image_size}"
@@ -134,5 +141,8 @@ class UNet(nn.Module):
         h = self.mid(h, e)
         for k in reversed(range(len(self.dec))):
             h = self.dec[k](self.up[k](h) + skips.pop(), e)
-        h = self.conv_out(self.act(self.norm_out(h)))
-        return (h / sigma[:, None, None, None]).contiguous()
+        h = self.conv_out(self.act(self.norm_out(h))).contiguous()
+        sigma = sigma[:, None, None, None]
+        if self.precond == "edm":
+            return edm_score(x, sigma, h)
+        return h / sigma
