@@ -442,14 +442,14 @@ def test_divergence_is_one_line_and_keeps_the_last_good_checkpoint(
     params = _params(tmp_path, overrides={"train": {"n_iters": 8, "snapshot_freq": 3, "batch_size": 8,
                                                     "val_size": 16, "val_freq": 8}})
     link_prepared(tmp_path, prepared)
-    real_loss, calls = train_module.dsm_loss, {"n": 0}
+    real_loss, calls = train_module.weighted_dsm_loss, {"n": 0}
 
     def explodes_at_step_5(*args, **kwargs):
         calls["n"] += 1
         loss = real_loss(*args, **kwargs)
         return loss * float("inf") if calls["n"] == 5 else loss
 
-    monkeypatch.setattr(train_module, "dsm_loss", explodes_at_step_5)
+    monkeypatch.setattr(train_module, "weighted_dsm_loss", explodes_at_step_5)
     rc, err = _cli(capsys, "--params", str(params), "train")
     line = _error_line(err, "train")
     assert rc == 2 and "loss is inf at step 5" in line and "last good checkpoint" in line

@@ -115,3 +115,12 @@ def test_edm_weighting_draws_levels_with_the_log_normal_frequencies() -> None:
     assert (freq - edm_level_probs(SIGMAS, -0.6, 0.9)).abs().max() < 0.005
     with pytest.raises(ValueError, match="weighting"):
         draw_levels("uniform", SIGMAS, 4, torch.Generator())
+
+
+@pytest.mark.parametrize("dataset", ["mnist5k", "mnist", "fashion_mnist", "cifar10", "celeba", "folder", "gmm"])
+def test_every_dataset_composes_a_valid_config_under_the_default_profile(tmp_path: Path, dataset: str) -> None:
+    """The cpu profile's EDM objective applies to image data; the 2-D mixture keeps the paper's."""
+    cfg = load_config(write_params(tmp_path, {"base": {"dataset": dataset}, "data": {"folder": str(tmp_path)}},
+                                   profile="cpu"))
+    expected = ("ncsnv2", "paper") if dataset == "gmm" else ("edm", "edm")
+    assert (cfg.model.precond, cfg.train.weighting) == expected
