@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ncsn.config import ConfigError, load_config
+from ncsn.config import DATASETS, ConfigError, load_config
 from ncsn.losses import dsm_loss
 from ncsn.losses.edm import P_MEAN, P_STD, SIGMA_DATA, edm_level_probs, edm_loss_weight, edm_score
 from ncsn.losses.weighting import draw_levels, weighted_dsm_loss
@@ -117,7 +117,7 @@ def test_edm_weighting_draws_levels_with_the_log_normal_frequencies() -> None:
         draw_levels("uniform", SIGMAS, 4, torch.Generator())
 
 
-@pytest.mark.parametrize("dataset", ["mnist5k", "mnist", "fashion_mnist", "cifar10", "celeba", "folder", "gmm"])
+@pytest.mark.parametrize("dataset", DATASETS)
 def test_every_dataset_composes_a_valid_config_under_the_default_profile(tmp_path: Path, dataset: str) -> None:
     """The cpu profile's EDM objective applies to image data; the 2-D mixture keeps the paper's."""
     cfg = load_config(write_params(tmp_path, {"base": {"dataset": dataset}, "data": {"folder": str(tmp_path)}},
