@@ -8,15 +8,31 @@ from typing import Sequence
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.utils import make_grid
 
 from ncsn.atomic import atomic_write
 
 
+def tile(images: torch.Tensor, nrow: int, padding: int = 2, pad_value: int = 255) -> torch.Tensor:
+    """uint8 images [B, C, H, W] → one uint8 grid [C, rows·(H + p) + p, cols·(W + p) + p].
+
+    ``cols = min(nrow, B)`` images per row, ``rows = ⌈B / cols⌉``, separated and framed by
+    ``padding`` pixels of ``pad_value`` (the layout of ``torchvision.utils.make_grid``; kept
+    here so that writing a picture does not import torchvision, which costs seconds per process).
+    """
+    b, c, h, w = images.shape
+    cols = min(nrow, b)
+    rows = -(-b // cols)
+    grid = torch.full((c, rows * (h + padding) + padding, cols * (w + padding) + padding), pad_value,
+                      dtype=torch.uint8)
+    for k in range(b):
+        top, left = (k // cols) * (h + padding) + padding, (k % cols) * (w + padding) + padding
+        grid[:, top:top + h, left:left + w] = images[k]
+    return grid
+
+
 def grid_image(images: torch.Tensor, nrow: int, padding: int = 2) -> Image.Image:
-    """uint8 images [B, C, H, W] → one PIL grid with ``nrow`` images per row."""
-    grid = make_grid(images.float() / 255.0, nrow=nrow, padding=padding, pad_value=1.0)
-    array = (grid.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    """uint8 images [B, C, H, W] → one PIL grid with ``nrow`` images per row (white padding)."""
+    array = tile(images.to(torch.uint8).cpu(), nrow, padding).permute(1, 2, 0).numpy()
     return Image.fromarray(array[..., 0] if images.shape[1] == 1 else array)
 
 
