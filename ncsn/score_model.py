@@ -90,7 +90,8 @@ def load_score_model(source: str | Path | dict[str, Any], device: torch.device |
     """
     ckpt = source if isinstance(source, dict) else load_checkpoint(source)
     sigmas = ckpt["sigmas"].to(device)
-    model_cfg = ModelConfig(**{k: v for k, v in ckpt["config"]["model"].items()})
+    # lists (model.mults) are stored as lists; keys added since a checkpoint was written take their defaults
+    model_cfg = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in ckpt["config"]["model"].items()})
     net = build_model(model_cfg, channels=ckpt["data"]["channels"], image_size=ckpt["data"]["image_size"],
                       sigmas=sigmas)
     weights = ckpt["ema"] if use_ema and ckpt.get("ema") is not None else ckpt["model"]

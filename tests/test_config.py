@@ -103,6 +103,13 @@ def test_bad_overrides_are_one_line_with_the_nearest_name(override: str, fragmen
     assert fragment in str(err.value) and "\n" not in str(err.value)
 
 
+def test_unet_widths_and_attention_are_overridable() -> None:
+    cfg = config_from_dict(compose_params(["model.mults=[0.25,1,3]", "model.attention=true"]))
+    assert (cfg.model.mults, cfg.model.attention) == ((0.25, 1.0, 3.0), True)
+    with pytest.raises(ConfigError, match="multiple of 8"):  # four resolutions: 28 → 14 → 7 → 3.5
+        config_from_dict(compose_params(["model.mults=[0.5,1,2,2]", "data.image_size=28"]))
+
+
 def test_explicit_value_beats_the_profile() -> None:
     cfg = config_from_dict(with_value("train", "lr", 5e-4))
     assert cfg.train.lr == 5e-4
@@ -140,6 +147,9 @@ def test_unknown_section_is_rejected() -> None:
         ("base", "dataset", "imagenet", "expected 'mnist5k' or"),
         ("model", "arch", "resnet", "expected 'ncsn' or"),
         ("data", "image_size", 30, "multiple of 4"),
+        ("model", "mults", [], "one width multiple > 0 per resolution"),
+        ("model", "mults", [0.5, -1.0, 2.0], "one width multiple > 0 per resolution"),
+        ("model", "mults", ["wide"], "expected a list of float"),
     ],
 )
 def test_bad_values_name_file_key_value_and_rule(section: str, key: str, value, fragment: str) -> None:

@@ -54,8 +54,26 @@ def test_mlp_output_shape(dim: int) -> None:
 
 
 def test_unet_rejects_size_not_divisible_by_4() -> None:
-    with pytest.raises(AssertionError, match="multiple of 4"):
+    with pytest.raises(ValueError, match="image size 30 is not divisible by 4"):
         UNet(1, 30, 8, len(SIGMAS), sigmas=SIGMAS)
+    UNet(1, 30, 8, len(SIGMAS), sigmas=SIGMAS, mults=(0.5, 1.0))  # two resolutions: 30 → 15
+
+
+def test_unet_widths_follow_mults_and_attention_starts_as_the_identity() -> None:
+    torch.manual_seed(0)
+    plain = UNet(1, 28, 32, len(SIGMAS), sigmas=SIGMAS, mults=(0.25, 1.0, 3.0))
+    torch.manual_seed(0)
+    attn = UNet(1, 28, 32, len(SIGMAS), sigmas=SIGMAS, mults=(0.25, 1.0, 3.0), attention=True)
+    assert [b.conv2.out_channels for b in plain.enc] == [8, 32, 96]
+    assert plain.attn is None and attn.attn is not None
+    # the attention block is built after everything else, and its output projection starts at zero:
+    # the two networks compute the same function until it trains
+    x, levels = torch.rand(3, 1, 28, 28), torch.tensor([0, 4, 9])
+    torch.nn.init.normal_(plain.conv_out.weight)
+    attn.conv_out.weight.data.copy_(plain.conv_out.weight)
+    with torch.no_grad():
+        torch.testing.assert_close(attn(x, levels), plain(x, levels))
+    assert len(list(attn.attn.parameters())) == 6  # norm, qkv, proj: weight and bias each
 
 
 @pytest.mark.parametrize("model", [

@@ -34,7 +34,7 @@ def _describe(tp: Any) -> str:
     if origin in (Union, types.UnionType):
         return " or ".join(_describe(a) for a in typing.get_args(tp))
     if origin is tuple:
-        return "a list"
+        return f"a list of {_describe(typing.get_args(tp)[0])}"
     if tp is type(None):
         return "null"
     return getattr(tp, "__name__", str(tp))
@@ -51,9 +51,12 @@ def _coerce(value: Any, tp: Any) -> tuple[bool, Any]:
             if ok:
                 return True, converted
         return False, value
-    if origin is tuple:
-        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-            return True, tuple(value)
+    if origin is tuple:  # tuple[X, ...]: a list of X
+        if not isinstance(value, (list, tuple)):
+            return False, value
+        items = [_coerce(v, typing.get_args(tp)[0]) for v in value]
+        if all(ok for ok, _ in items):
+            return True, tuple(v for _, v in items)
         return False, value
     if tp is type(None):
         return (value is None, value)

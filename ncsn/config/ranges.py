@@ -57,6 +57,8 @@ def check_ranges(cfg: Config, source: str) -> None:
         fail("train.log_sigma_mean", t.log_sigma_mean, "it must be a finite number")
     if not (t.log_sigma_std > 0 and math.isfinite(t.log_sigma_std)):
         fail("train.log_sigma_std", t.log_sigma_std, "it must be > 0")
+    if not m.mults or any(not (v > 0 and math.isfinite(v)) for v in m.mults):
+        fail("model.mults", list(m.mults), "give one width multiple > 0 per resolution, e.g. [0.5, 1, 2]")
     if m.precond == "edm" and m.arch != "unet":
         fail("model.precond", m.precond, f"only arch 'unet' takes 'edm' (arch is {m.arch!r}); use 'ncsnv2'")
     if m.precond == "edm" and d.logit_transform:
@@ -89,7 +91,9 @@ def check_ranges(cfg: Config, source: str) -> None:
             fail("data.image_size", d.image_size, "it must be >= 8")
         if m.arch in ("ncsn", "ncsnv2") and d.image_size not in (28, 32, 64):
             fail("data.image_size", d.image_size, "the paper network supports 28, 32 or 64")
-        if m.arch == "unet" and d.image_size % 4:
-            fail("data.image_size", d.image_size, "the unet needs a multiple of 4")
+        factor = 2 ** (len(m.mults) - 1)
+        if m.arch == "unet" and d.image_size % factor:
+            fail("data.image_size", d.image_size, f"the unet with {len(m.mults)} resolutions (model.mults) needs a"
+                 f" multiple of {factor}")
     if (cfg.base.dataset == "gmm") != (m.arch == "mlp"):
         fail("model.arch", m.arch, "dataset 'gmm' goes with arch 'mlp', image datasets with ncsn, ncsnv2 or unet")

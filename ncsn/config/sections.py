@@ -52,6 +52,8 @@ class ModelConfig:
     sigma_end: float = 0.01
     num_levels: Union[int, Literal["auto"]] = 10  # "auto": NCSNv2 technique 2
     precond: Literal["ncsnv2", "edm"] = "ncsnv2"  # unet output: F/sigma, or EDM's c_skip/c_out form
+    mults: tuple[float, ...] = (0.5, 1.0, 2.0)  # unet: width per resolution, times ngf (full resolution first)
+    attention: bool = False  # unet: a self-attention block after the middle block, at the lowest resolution
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ __all__ = ["build_model", "count_parameters", "LevelMLP", "UNet"]
 def build_model(cfg: ModelConfig, *, channels: int, image_size: int, sigmas: Tensor) -> nn.Module:
     """The score network named by ``cfg.arch``, with its noise levels as a buffer.
 
-    :param cfg: ``arch``, ``ngf`` (base width; the MLP's hidden width) and ``precond`` (``unet``) are read.
+    :param cfg: ``arch``, ``ngf`` (base width; the MLP's hidden width), and for ``unet`` ``mults``,
+        ``attention`` and ``precond`` are read.
     :param channels: image channels, or the dimension D of vector data.
     :param image_size: image height = width; 0 for vector data (``mlp``, which ignores it).
     :param sigmas: [L] descending noise levels; L = ``len(sigmas)``.
@@ -40,7 +41,8 @@ def build_model(cfg: ModelConfig, *, channels: int, image_size: int, sigmas: Ten
 
         return NCSN(channels, image_size, cfg.ngf, num_levels, sigmas=sigmas, conditional=False)
     elif cfg.arch == "unet":
-        return UNet(channels, image_size, cfg.ngf, num_levels, sigmas=sigmas, precond=cfg.precond)
+        return UNet(channels, image_size, cfg.ngf, num_levels, sigmas=sigmas, mults=cfg.mults, precond=cfg.precond,
+                    attention=cfg.attention)
     elif cfg.arch == "mlp":
         return LevelMLP(dim=channels, hidden=cfg.ngf, num_levels=num_levels, sigmas=sigmas)
     raise ValueError(f"unknown model.arch {cfg.arch!r}; expected one of {', '.join(repr(a) for a in ARCHS)}")

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ncsn.losses.edm import edm_score
+from ncsn.models.attention import SelfAttention
 from ncsn.models.embedding import SigmaEmbedding
 
 
@@ -69,6 +70,8 @@ class UNet(nn.Module):
       resolution halves. ``ngf`` is the width at half resolution.
     * Skips are added, not concatenated, and upsampling is a 2×2 stride-2
       transposed conv (cheaper than nearest upsampling followed by a conv).
+    * ``attention``: a ``SelfAttention`` block (4 heads) after the middle block, at the
+      lowest resolution, where it is cheap.
     * Conditioning: ``SigmaEmbedding`` of σ_i (Fourier features of log σ + MLP)
       drives a scale and shift after the second GroupNorm of every block.
     * Input: 2x − 1 (as the reference code), divided by √(1 + 4σ_i²), the
@@ -91,14 +94,16 @@ class UNet(nn.Module):
 
     def __init__(self, channels: int, image_size: int, ngf: int, num_levels: int, *, sigmas: Tensor,
                  mults: tuple[float, ...] = (0.5, 1.0, 2.0), channels_last: bool = True,
-                 precond: str = "ncsnv2") -> None:
+                 precond: str = "ncsnv2", attention: bool = False) -> None:
         super().__init__()
         if precond not in ("ncsnv2", "edm"):
             raise ValueError(f"precond must be 'ncsnv2' or 'edm', got {precond!r}")
         self.precond = precond
         assert sigmas.shape == (num_levels,), f"sigmas must have shape [{num_levels}], got {tuple(sigmas.shape)}"
         factor = 2 ** (len(mults) - 1)
-        assert image_size % factor == 0, f"image_size must be a multiple of {factor}, got {image_size}"
+        if image_size % factor:
+            raise ValueError(f"image size {image_size} is not divisible by {factor} = 2^(len(mults) - 1) for mults"
+                             f" {list(mults)}; give model.mults fewer resolutions or resize the images")
         self.channels, self.image_size = channels, image_size
         self.register_buffer("sigmas", sigmas.detach().clone().float())
         widths = [max(1, round(ngf * m)) for m in mults]
@@ -115,6 +120,7 @@ class UNet(nn.Module):
         self.conv_out = nn.Conv2d(widths[0], channels, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
+        self.attn = SelfAttention(widths[-1], _groups(widths[-1])) if attention else None
         self.channels_last = channels_last
         if channels_last:
             self.to(memory_format=torch.channels_last)
@@ -139,6 +145,8 @@ class UNet(nn.Module):
                 skips.append(h)
                 h = self.down[k](h)
         h = self.mid(h, e)
+        if self.attn is not None:
+            h = self.attn(h)
         for k in reversed(range(len(self.dec))):
             h = self.dec[k](self.up[k](h) + skips.pop(), e)
         h = self.conv_out(self.act(self.norm_out(h))).contiguous()
