@@ -6,6 +6,8 @@ Usage::
     python bench/bench_cpu_profile.py --threads 2 --channels-last --steps 30
     python bench/bench_cpu_profile.py --compile --batch-size 256 --peak-gflops 156.5
     python bench/bench_cpu_profile.py -S model.ngf=48         # any Hydra override of the profile
+    python bench/bench_cpu_profile.py --variant "model.mults=[0.25,1,3] model.attention=true" \
+        --variant "model.mults=[0.5,1,3]"                    # step-time ratios, steps interleaved
 
 The network is the one ``ncsn.models.build_model`` builds from the composed profile
 (``compose_params(["profile=cpu", *overrides])``), for the dataset's image shape. A timed
@@ -19,7 +21,10 @@ FLOPs per image are those of one training step's forward + backward at the bench
 batch size, divided by it, counted by ``torch.utils.flop_counter.FlopCounterMode``
 (convolutions and matrix products; norms, activations and Adam are not counted). Times
 are medians over ``--steps`` steps after ``--warmup`` steps (the first one, which includes
-compilation, is shown apart). The default peak is an estimate: threads (at most the CPUs
+compilation, is shown apart). With ``--variant`` (space-separated overrides on top of the
+profile and ``-S``; repeatable) each network takes one step in turn, round after round, so that a
+machine whose speed drifts slows them all alike; the table gives each one's median and its
+ratio to the first. The default peak is an estimate: threads (at most the CPUs
 available) × clock × float32 FLOP per cycle per core (32 for AVX2 or AMD's AVX-512, two
 8-wide FMA units; 64 for Intel's AVX-512; 16 without AVX2); ``--peak-gflops`` replaces it.
 On a machine shared with other processes the figures can be off by a factor of 2-3.
@@ -171,6 +176,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="default: the profile's train.channels_last")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="torch.compile the network (default: the profile's train.compile)")
+    parser.add_argument("--variant", action="append", default=[], metavar="'KEY=VALUE ...'",
+                        help="another network to time against the profile, steps interleaved (repeatable)")
     parser.add_argument("--peak-gflops", type=float, default=None,
                         help="the CPU's float32 peak GFLOP/s (default: estimated, see the docstring)")
     args = parser.parse_args(argv)
@@ -190,6 +197,9 @@ def main(argv: list[str] | None = None) -> None:
           f"bf16 autocast {cfg.train.bf16}")
     print(f"peak: {f'{peak:.1f} GFLOP/s' if peak else 'unknown'} ({peak_note})")
 
+    if args.variant:
+        compare(args, batch, channels_last, compile)
+        return
     step = TrainStep(cfg, batch, channels_last, compile)
     channels, size = image_shape(cfg)
     flops = step.flops_per_image()
@@ -213,6 +223,32 @@ def main(argv: list[str] | None = None) -> None:
     spread = f"{min(times):.3f}-{max(times):.3f} s"
     print(f"(median of {args.steps} steps after {args.warmup} warm-up steps; range {spread}; "
           "FLOPs: forward + backward convolutions and matrix products)")
+
+
+def compare(args: argparse.Namespace, batch: int, channels_last: bool, compile: bool) -> None:
+    """Time the profile's network and every ``--variant`` one step each in turn; medians and ratios."""
+    names = ["(the profile)", *args.variant]
+    steps = []
+    for extra in ["", *args.variant]:
+        cfg = config_from_dict(compose_params([f"profile={args.profile}", *args.set, *extra.split()]))
+        steps.append(TrainStep(cfg, batch, channels_last, compile))
+    flops = [step.flops_per_image() for step in steps]
+    for _ in range(max(1, args.warmup)):
+        for step in steps:
+            step()
+    times: list[list[float]] = [[] for _ in steps]
+    for _ in range(args.steps):
+        for k, step in enumerate(steps):
+            times[k].append(step())
+    base = statistics.median(times[0])
+    width = max(len(n) for n in names)
+    print(f"{'network':<{width}} {'params M':>8} {'MFLOP/img':>9} {'s/step':>7} {'ratio':>6}")
+    for name, step, f, ts in zip(names, steps, flops, times):
+        median = statistics.median(ts)
+        print(f"{name:<{width}} {count_parameters(step.model) / 1e6:>8.2f} {f / 1e6:>9.1f} {median:>7.3f} "
+              f"{median / base:>6.2f}")
+    print(f"(batch {batch}, {torch.get_num_threads()} threads; medians of {args.steps} rounds, one step of each"
+          f" network per round, after {args.warmup} warm-up rounds)")
 
 
 if __name__ == "__main__":
