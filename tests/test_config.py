@@ -26,7 +26,7 @@ def with_value(section: str, key: str, value) -> dict:
 def test_repository_params_load_with_the_cpu_profile() -> None:
     cfg = load_config(REPO / "params.yaml")
     assert cfg.profile == "cpu"
-    assert cfg.train.n_iters == 1500
+    assert cfg.train.n_iters == 1800
     assert cfg.model.arch == "unet"
 
 
