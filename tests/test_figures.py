@@ -167,3 +167,17 @@ def test_figures_stage_on_vector_data_skips_figure_2(tmp_path):
     numbers = json.loads((Path(cfg.paths.figures) / FIGURE_FILES["numbers"]).read_text())
     assert "skipped" in numbers["fig2_ssm_noise"]
     assert (Path(cfg.paths.figures) / FIGURE_FILES["ssm_noise"]).is_file()
+
+
+def test_figures_in_worker_processes_equal_figures_one_after_the_other(tmp_path, monkeypatch):
+    from ncsn.stages import figures as stage
+
+    numbers = {}
+    for cpus in (2, 1):  # 2: figures 2 and 3 in spawned workers; 1: all three in this process
+        monkeypatch.setattr(stage, "_usable_cpus", lambda: cpus)
+        (tmp_path / str(cpus)).mkdir()
+        cfg = _smoke_cfg(tmp_path / str(cpus), binary_images(64, 8))
+        stage.run(cfg, RecordingTracker(), argparse.Namespace())
+        numbers[cpus] = json.loads((Path(cfg.paths.figures) / FIGURE_FILES["numbers"]).read_text())
+        del numbers[cpus]["timings_s"]
+    assert numbers[2] == numbers[1]

@@ -109,6 +109,11 @@ def _on_cpu(device: str) -> bool:
     return device.split(":")[0] == "cpu"
 
 
+def _usable_cpus() -> int:
+    """Cores this process may run on (its affinity where the OS reports one, e.g. under taskset or a container)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
     """Compute figures 1-3 and write them with their numbers into ``paths.figures``.
 
@@ -128,7 +133,7 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
             "fig2_ssm_noise": (figure2, fc, seed, device, out_dir, cfg.paths.prepare, cfg.base.dataset),
             "fig3_langevin": (figure3, fc, seed, device, out_dir)}
     results: dict[str, tuple[dict[str, Any], float]] = {}
-    if _on_cpu(device) and len(os.sched_getaffinity(0)) >= 2:
+    if _on_cpu(device) and _usable_cpus() >= 2:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
