@@ -215,3 +215,24 @@ def test_dsm_trained_mlp_matches_exact_gaussian_score(one_thread: None) -> None:
         sched.step()
     errors = [relative_error(i) for i in range(len(sigmas))]
     assert max(errors) < 0.02, errors
+
+
+def test_a_checkpoint_of_a_wider_network_with_attention_loads_back_as_written(tmp_path) -> None:
+    from ncsn.checkpoint import FORMAT, atomic_save
+    from ncsn.config import config_from_dict
+    from ncsn.config.composition import compose_params
+    from ncsn.score_model import load_score_model
+
+    cfg = config_from_dict(compose_params(["model.mults=[0.25,1,3]", "model.attention=true", "model.precond=edm"]))
+    torch.manual_seed(0)
+    net = build_model(cfg.model, channels=1, image_size=28, sigmas=SIGMAS)
+    for p in net.parameters():  # every weight, the zero-initialised ones included, takes part
+        torch.nn.init.normal_(p, std=0.05)
+    path = tmp_path / "model.pt"
+    atomic_save({"format": FORMAT, "config": cfg.to_dict(), "sigmas": SIGMAS, "data": {"channels": 1, "image_size": 28},
+                 "model": net.state_dict(), "ema": None, "step": 1}, path)
+    loaded = load_score_model(path)
+    assert loaded.net.attn is not None and [b.conv2.out_channels for b in loaded.net.enc] == [8, 32, 96]
+    x, levels = torch.rand(2, 1, 28, 28), torch.tensor([0, 9])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.net(x, levels), net.eval()(x, levels))
