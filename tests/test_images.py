@@ -10,7 +10,8 @@ from ncsn.images import save_grid, tile
 
 
 def test_tile_places_each_image_in_row_major_order_with_white_padding() -> None:
-    images = torch.arange(1, 6, dtype=torch.uint8).view(5, 1, 1, 1).expand(5, 1, 2, 3).contiguous()  # image k is all k+1
+    # image k is 2×3 pixels of value k + 1
+    images = torch.arange(1, 6, dtype=torch.uint8).view(5, 1, 1, 1).expand(5, 1, 2, 3).contiguous()
     grid = tile(images, nrow=2, padding=1)
     assert grid.shape == (1, 3 * 3 + 1, 2 * 4 + 1)  # 3 rows, 2 columns of 2×3 images, 1-pixel frame
     for k in range(5):
