@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import re
 import statistics
@@ -51,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ncsn.config import Config, config_from_dict  # noqa: E402
 from ncsn.config.composition import compose_params  # noqa: E402
 from ncsn.data.prepare import NATIVE_CHANNELS, NATIVE_SIZE  # noqa: E402
+from ncsn.devices import usable_cpus  # noqa: E402
 from ncsn.losses.weighting import draw_levels, weighted_dsm_loss  # noqa: E402
 from ncsn.models import build_model, count_parameters  # noqa: E402
 from ncsn.sigmas import geometric_sigmas, resolve_sigmas  # noqa: E402
@@ -70,10 +70,6 @@ def cpu_info() -> dict[str, str]:
     return info
 
 
-def available_cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def estimated_peak_gflops(info: dict[str, str], capability: str, threads: int) -> tuple[float | None, str]:
     """(float32 peak GFLOP/s, how it was estimated); None when the clock is unknown."""
     match = re.search(r"@\s*([\d.]+)\s*GHz", info["model name"])
@@ -84,7 +80,7 @@ def estimated_peak_gflops(info: dict[str, str], capability: str, threads: int) -
         per_cycle, why = 32, "two 8-wide FMA units"
     else:
         per_cycle, why = 16, "no AVX2"
-    cores = min(threads, available_cpus())
+    cores = min(threads, usable_cpus())
     if ghz is None:
         return None, "clock unknown: pass --peak-gflops"
     return cores * ghz * per_cycle, f"{cores} cores × {ghz:.2f} GHz × {per_cycle} FLOP/cycle ({why})"
@@ -192,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     peak, peak_note = ((args.peak_gflops, "--peak-gflops") if args.peak_gflops
                        else estimated_peak_gflops(info, capability, threads))
     print(f"CPU: {info['model name'] or 'unknown'} ({info['vendor_id'] or 'unknown vendor'}), "
-          f"{available_cpus()} CPUs available, {info['cpu MHz'] or '?'} MHz")
+          f"{usable_cpus()} CPUs available, {info['cpu MHz'] or '?'} MHz")
     print(f"torch {torch.__version__}: CPU capability {capability}, {threads} threads; "
           f"bf16 autocast {cfg.train.bf16}")
     print(f"peak: {f'{peak:.1f} GFLOP/s' if peak else 'unknown'} ({peak_note})")

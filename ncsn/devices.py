@@ -1,4 +1,5 @@
-"""Where the tensors live: the device an entry point picks, and whether bf16 is fast there.
+"""Where the tensors live: the device an entry point picks, whether bf16 is fast there, and how
+many CPU cores this process may use.
 
 Library code follows its tensors (``x.device``); only stage entry points call
 :func:`resolve_device`.
@@ -6,7 +7,14 @@ Library code follows its tensors (``x.device``); only stage entry points call
 
 from __future__ import annotations
 
+import os
+
 import torch
+
+
+def usable_cpus() -> int:
+    """Cores this process may run on: its affinity where the OS reports one (taskset, containers), else all."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:

@@ -174,7 +174,7 @@ def test_figures_in_worker_processes_equal_figures_one_after_the_other(tmp_path,
 
     numbers = {}
     for cpus in (2, 1):  # 2: figures 2 and 3 in spawned workers; 1: all three in this process
-        monkeypatch.setattr(stage, "_usable_cpus", lambda: cpus)
+        monkeypatch.setattr("ncsn.devices.usable_cpus", lambda: cpus)
         (tmp_path / str(cpus)).mkdir()
         cfg = _smoke_cfg(tmp_path / str(cpus), binary_images(64, 8))
         stage.run(cfg, RecordingTracker(), argparse.Namespace())

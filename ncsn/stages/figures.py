@@ -16,14 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from ncsn.atomic import atomic_write
-from ncsn.config import Config
-from ncsn.config.sections import FiguresConfig
+from ncsn.config import Config, FiguresConfig
 
 
 def _plain_json(value: Any) -> Any:
@@ -94,24 +92,20 @@ def figure3(fc: FiguresConfig, seed: int, device: str, out_dir: Path) -> dict[st
     return fig3.numbers
 
 
-def _timed(figure: Callable[..., dict[str, Any]], *args: Any) -> tuple[dict[str, Any], float]:
-    """``figure(*args)`` (``args[2]`` is the device) on one intra-op thread when on the CPU (thousands
-    of tiny steps run fastest there, and kindly to the other figures); its numbers and wall seconds."""
+def _timed(figure: Callable[..., dict[str, Any]], fc: FiguresConfig, seed: int, device: str, out_dir: Path,
+           *extra: Any) -> tuple[dict[str, Any], float]:
+    """``figure(fc, seed, device, out_dir, *extra)`` on one intra-op thread when on the CPU (thousands of
+    tiny steps run fastest there, and kindly to the other figures); its numbers and wall seconds."""
     from ncsn.figures.common import threads
 
     start = time.perf_counter()
-    with threads(1 if _on_cpu(args[2]) else None):
-        numbers = figure(*args)
+    with threads(1 if _on_cpu(device) else None):
+        numbers = figure(fc, seed, device, out_dir, *extra)
     return numbers, time.perf_counter() - start
 
 
 def _on_cpu(device: str) -> bool:
     return device.split(":")[0] == "cpu"
-
-
-def _usable_cpus() -> int:
-    """Cores this process may run on (its affinity where the OS reports one, e.g. under taskset or a container)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
@@ -121,7 +115,7 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
     worker processes while this one draws figure 1 (each on one thread): the numbers are the same as
     one after the other, since every figure seeds its own generators.
     """
-    from ncsn.devices import resolve_device
+    from ncsn.devices import resolve_device, usable_cpus
     from ncsn.figures.common import FIGURE_FILES
 
     out_dir = Path(cfg.paths.figures)
@@ -133,7 +127,7 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
             "fig2_ssm_noise": (figure2, fc, seed, device, out_dir, cfg.paths.prepare, cfg.base.dataset),
             "fig3_langevin": (figure3, fc, seed, device, out_dir)}
     results: dict[str, tuple[dict[str, Any], float]] = {}
-    if _on_cpu(device) and _usable_cpus() >= 2:
+    if _on_cpu(device) and usable_cpus() >= 2:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
@@ -146,14 +140,13 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
     timings: dict[str, float] = {}
     for key in jobs:
         numbers[key], timings[key] = results[key]
-    fig1, fig3 = numbers["fig1_score_accuracy"], numbers["fig3_langevin"]
     numbers["timings_s"] = timings
     write_numbers(out_dir / FIGURE_FILES["numbers"], numbers)
 
     tracker.log_metrics(flat_metrics({k: v for k, v in numbers.items() if k != "seed"}))
     for key in ("score_accuracy", "ssm_noise", "ssm_noise_csv", "langevin_mixing", "numbers"):
         tracker.log_artifact(out_dir / FIGURE_FILES[key], "figures")
-    f1, f3 = fig1, fig3["panels"]
+    f1, f3 = numbers["fig1_score_accuracy"], numbers["fig3_langevin"]["panels"]
     print(f"figures in {out_dir}: score error {f1['error_high_density']:.3f} near the modes vs "
           f"{f1['error_low_density']:.3f} far from them; weight of (-5,-5): plain "
           f"{f3['plain_exact']['weight']:.3f}, annealed {f3['annealed_exact']['weight']:.3f} (true 0.2)")
