@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from ncsn.checkpoint import load_checkpoint
 from ncsn.config import ModelConfig, SampleConfig
+from ncsn.config.coercion import build_section
 from ncsn.devices import bf16_slow_reason
 from ncsn.models import build_model
 from ncsn.rng import make_generators, rand_like
@@ -90,8 +91,9 @@ def load_score_model(source: str | Path | dict[str, Any], device: torch.device |
     """
     ckpt = source if isinstance(source, dict) else load_checkpoint(source)
     sigmas = ckpt["sigmas"].to(device)
-    # lists (model.mults) are stored as lists; keys added since a checkpoint was written take their defaults
-    model_cfg = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in ckpt["config"]["model"].items()})
+    # read as params.yaml is: lists (model.mults) become tuples; keys added since it was written take their defaults
+    where = "checkpoint" if isinstance(source, dict) else str(source)
+    model_cfg = build_section("model", ModelConfig, ckpt["config"]["model"], {}, where)
     net = build_model(model_cfg, channels=ckpt["data"]["channels"], image_size=ckpt["data"]["image_size"],
                       sigmas=sigmas)
     weights = ckpt["ema"] if use_ema and ckpt.get("ema") is not None else ckpt["model"]
