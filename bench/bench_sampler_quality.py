@@ -15,7 +15,9 @@ evaluate stage; not comparable to Inception FID) against the held-out split. Set
   scored without and with the final denoising step (+1 evaluation);
 * ``ald T t4``: the same with ε from NCSNv2 technique 4 for that T (``technique4_eps``);
 * ``pc T``: predictor-corrector, T Langevin corrector steps per level (technique-4 ε)
-  and an ancestral predictor step, L·(T + 1) evaluations (its last step denoises).
+  and an ancestral predictor step, L·(T + 1) evaluations (its last step denoises);
+* ``pc T LO-HI``: the same with the correctors only at the levels with LO ≤ σ ≤ HI
+  (``sample.corrector_sigmas``), L + T·(those levels) evaluations.
 
 ``--bf16`` / ``--compile`` run the network as ``sample.bf16`` / ``sample.compile`` do.
 Prints a table (and writes ``--csv``): setting, evaluations, classifier-FID, seconds.
@@ -39,25 +41,32 @@ from ncsn.data import load_split  # noqa: E402
 from ncsn.evaluation.extractor import CLASSIFIER_NAME, Extractor  # noqa: E402
 from ncsn.evaluation.fidelity import fidelity_metrics  # noqa: E402
 from ncsn.score_model import initial_state, load_score_model, to_uint8  # noqa: E402
-from ncsn.sampling import annealed_langevin_progressive, predictor_corrector, technique4_eps  # noqa: E402
+from ncsn.sampling import (annealed_langevin_progressive, corrector_steps, predictor_corrector,  # noqa: E402
+                           technique4_eps)
 
-# (kind, T, eps): eps None means technique 4 for that T.
+# (kind, T, eps or corrector band): eps None means technique 4 for that T.
 DEFAULT_SETTINGS = [("ald", 100, 2e-5), ("ald", 20, 2e-5), ("ald", 10, 2e-5),
                     ("ald", 5, None), ("ald", 10, None), ("ald", 19, None),
                     ("pc", 0, None), ("pc", 1, None), ("pc", 4, None), ("pc", 9, None), ("pc", 19, None)]
 
 
-def parse_setting(text: str) -> tuple[str, int, float | None]:
-    """``ald:T:EPS``, ``ald:T:t4`` or ``pc:T``."""
+def parse_setting(text: str) -> tuple[str, int, float | tuple[float, float] | None]:
+    """``ald:T:EPS``, ``ald:T:t4``, ``pc:T`` or ``pc:T:LO-HI``."""
     parts = text.split(":")
     kind, steps = parts[0], int(parts[1])
-    eps = None if len(parts) < 3 or parts[2] == "t4" else float(parts[2])
     if kind not in ("ald", "pc"):
         raise argparse.ArgumentTypeError(f"unknown sampler {kind!r}")
+    if kind == "pc":
+        if len(parts) < 3:
+            return kind, steps, None
+        lo, hi = (float(v) for v in parts[2].split("-"))
+        return kind, steps, (lo, hi)
+    eps = None if len(parts) < 3 or parts[2] == "t4" else float(parts[2])
     return kind, steps, eps
 
 
-def draw(model, seeds: list[int], kind: str, steps: int, eps: float, batch: int) -> dict[str, torch.Tensor]:
+def draw(model, seeds: list[int], kind: str, steps: int, eps: float, batch: int,
+         band: tuple[float, float] | None = None) -> dict[str, torch.Tensor]:
     """uint8 samples per variant of one run: {"plain", "denoised"} for ALD, {"pc"} for PC."""
     out: dict[str, list[torch.Tensor]] = {}
     for start in range(0, len(seeds), batch):
@@ -71,7 +80,8 @@ def draw(model, seeds: list[int], kind: str, steps: int, eps: float, batch: int)
             out.setdefault("plain", []).append(to_uint8(last, logit_transform=model.logit_transform))
             out.setdefault("denoised", []).append(to_uint8(x, logit_transform=model.logit_transform))
         else:
-            x = predictor_corrector(model.score(), x0, model.sigmas, n_steps_each=steps, eps=eps, generator=gens)
+            x = predictor_corrector(model.score(), x0, model.sigmas, n_steps_each=steps, eps=eps, generator=gens,
+                                    corrector_sigmas=band)
             out.setdefault("pc", []).append(to_uint8(x, logit_transform=model.logit_transform))
     return {k: torch.cat(v) for k, v in out.items()}
 
@@ -115,17 +125,19 @@ def main() -> None:
           f" {args.seed}..{args.seed + args.n - 1}; classifier-FID against {len(test)} held-out images;"
           f" network in {'bf16 autocast' if args.bf16 else 'float32'}{', compiled' if args.compile else ''}")
     print(f"reference: {args.n} training images vs held-out: classifier-FID {fid(train[floor_idx]):.3f}", flush=True)
-    header = (f"{'sampler':<34} {'evals':>6} {'classifier-FID':>15} {'IS':>6} {'precision':>9} {'recall':>6}"
+    header = (f"{'sampler':<48} {'evals':>6} {'classifier-FID':>15} {'IS':>6} {'precision':>9} {'recall':>6}"
               f" {'seconds':>8}")
     print(header)
     print("-" * len(header))
     rows = []
     for kind, steps, eps in args.settings or DEFAULT_SETTINGS:
+        band = eps if kind == "pc" else None
+        eps = None if kind == "pc" else eps
         rule = "technique 4" if eps is None else "fixed"
         if eps is None:
             eps = technique4_eps(sigmas, max(steps, 1))
         start = time.perf_counter()
-        samples = draw(model, seeds, kind, steps, eps, args.batch)
+        samples = draw(model, seeds, kind, steps, eps, args.batch, band)
         seconds = time.perf_counter() - start
         for variant, images in samples.items():
             if kind == "ald":
@@ -134,9 +146,12 @@ def main() -> None:
             else:
                 name = f"PC T={steps} eps={eps:.3g} (technique 4)"
                 evals = L * (steps + 1)
+                if band is not None:
+                    name += f" at sigma {band[0]:g}-{band[1]:g}"
+                    evals = L + steps * sum(1 for n in corrector_steps(sigmas, 1, band) if n)
             value, inception, precision, recall = scores(images)
             rows.append([name, evals, value, inception, precision, recall, seconds])
-            print(f"{name:<34} {evals:>6} {value:>15.3f} {inception:>6.2f} {precision:>9.3f} {recall:>6.3f}"
+            print(f"{name:<48} {evals:>6} {value:>15.3f} {inception:>6.2f} {precision:>9.3f} {recall:>6.3f}"
                   f" {seconds:>8.0f}", flush=True)
     if args.csv:
         with open(args.csv, "w", newline="") as f:

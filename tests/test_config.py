@@ -150,6 +150,8 @@ def test_unknown_section_is_rejected() -> None:
         ("model", "mults", [], "one width multiple > 0 per resolution"),
         ("model", "mults", [0.5, -1.0, 2.0], "one width multiple > 0 per resolution"),
         ("model", "mults", ["wide"], "expected a list of float"),
+        ("sample", "corrector_sigmas", [1.0, 0.1], "give [lo, hi] with 0 < lo < hi"),
+        ("sample", "corrector_sigmas", [0.1], "give [lo, hi] with 0 < lo < hi"),
     ],
 )
 def test_bad_values_name_file_key_value_and_rule(section: str, key: str, value, fragment: str) -> None:
@@ -169,6 +171,15 @@ def test_predictor_corrector_needs_the_paper_eps_convention() -> None:
     params["sample"]["eps"] = "auto"
     cfg = config_from_dict(params)
     assert (cfg.sample.sampler, cfg.sample.eps) == ("pc", "auto")
+
+
+def test_a_corrector_band_is_for_predictor_corrector_only() -> None:
+    params = with_value("sample", "sampler", "ald")
+    params["sample"]["corrector_sigmas"] = [0.1, 1.0]
+    with pytest.raises(ConfigError, match=r"'sample.corrector_sigmas' = \[0.1, 1.0\] is invalid; it is for sampler 'pc'"):
+        config_from_dict(params)
+    params["sample"]["sampler"] = "pc"
+    assert config_from_dict(params).sample.corrector_sigmas == (0.1, 1.0)
 
 
 def test_paper_network_image_sizes_are_checked() -> None:

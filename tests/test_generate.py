@@ -125,3 +125,32 @@ def test_the_resolved_sampler_survives_its_manifest_round_trip(checkpoint) -> No
     recorded = json.loads(json.dumps(spec.to_dict()))
     assert SamplerSpec(**{k: recorded[k] for k in SamplerSpec.__dataclass_fields__}) == spec
     assert recorded["evaluations_per_sample"] == 9 and recorded["eps"] == technique4_eps(sigmas.tolist(), 2)
+
+
+def test_a_corrector_band_counts_and_runs_what_predictor_corrector_does(checkpoint) -> None:
+    """The smoke model's σ 1 → 0.01 over 4 levels (1, 0.215, 0.046, 0.01): the band [0.04, 0.5]
+    holds the middle two, which get T = 2 correctors each: 4 + 2·2 evaluations."""
+    import json
+
+    from ncsn.sampler_spec import SamplerSpec
+
+    model = load_score_model(checkpoint)
+    cfg = SampleConfig(sampler="pc", n_steps_each=2, eps="auto", corrector_sigmas=(0.04, 0.5))
+    calls = []
+    net = model.net
+    model.score_fn = lambda x, levels: calls.append(int(levels[0])) or net(x, levels)
+    spec = resolve_sampler(cfg, model.sigmas)
+    assert (spec.corrected_levels, spec.evaluations_per_sample) == (2, 4 + 2 * 2)
+    assert "at the 2 levels with sigma in [0.04, 0.5]" in spec.describe()
+    got = sample_batch(model, SEEDS, spec)
+    assert calls == [0, 1, 1, 1, 2, 2, 2, 3]
+    x0, gens = initial_state(model, SEEDS)
+    expected = predictor_corrector(net, x0, model.sigmas, n_steps_each=2, eps=technique4_eps(model.sigmas.tolist(), 2),
+                                   generator=gens, corrector_sigmas=(0.04, 0.5))
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    recorded = json.loads(json.dumps(spec.to_dict()))
+    assert recorded["corrector_sigmas"] == [0.04, 0.5]
+    assert SamplerSpec(**{k: recorded[k] for k in SamplerSpec.__dataclass_fields__}) == spec
+    assert resolve_sampler(cfg, model.sigmas, every_level=True).evaluations_per_sample == 4 * 3
+    with pytest.raises(ValueError, match=r"sample.corrector_sigmas = \[2.0, 3.0\] holds none of the model's noise"):
+        resolve_sampler(dataclasses.replace(cfg, corrector_sigmas=(2.0, 3.0)), model.sigmas)

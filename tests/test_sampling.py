@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from ncsn.rng import make_generators
-from ncsn.sampling import (annealed_langevin, annealed_langevin_progressive, langevin, predictor_corrector,
-                           predictor_corrector_progressive, step_sizes, technique4_eps)
+from ncsn.sampling import (annealed_langevin, annealed_langevin_progressive, corrector_steps, langevin,
+                           predictor_corrector, predictor_corrector_progressive, step_sizes, technique4_eps)
 from ncsn.sigmas import geometric_sigmas
 from ncsn.toy import paper_mixture
 
@@ -257,3 +257,37 @@ def test_progressive_predictor_corrector_yields_each_level_and_ends_where_the_sa
         torch.testing.assert_close(final, POINT.expand(32, 2), rtol=0, atol=1e-5)
     else:  # still at noise level σ_L = 1 around the point: spread ≈ σ_L
         assert 0.5 < (final - POINT).std().item() < 1.5
+
+
+def test_corrector_band_picks_the_levels_by_sigma() -> None:
+    sigmas = [5.0, 1.0, 0.5, 0.1, 0.05]
+    assert corrector_steps(sigmas, 2) == [2, 2, 2, 2, 2]
+    assert corrector_steps(sigmas, 2, (0.1, 1.0)) == [0, 2, 2, 2, 0]  # both ends included
+    assert corrector_steps(sigmas, 3, (0.2, 0.4)) == [0, 0, 0, 0, 0]
+
+
+def test_predictor_corrector_corrects_only_inside_the_band_and_still_lands_on_point_data():
+    """POINT_SIGMAS has three levels; a band around the middle one gives it T correctors and
+    the others none: L + T evaluations, and the denoising step still returns the point."""
+    calls = []
+    score = _point_mass_score(calls)
+    middle = float(POINT_SIGMAS[1])
+    x0 = torch.rand(64, 2, generator=torch.Generator().manual_seed(19))
+    x = predictor_corrector(score, x0, POINT_SIGMAS, n_steps_each=3, eps=0.05, corrector_sigmas=(middle, middle),
+                            generator=torch.Generator().manual_seed(20))
+    torch.testing.assert_close(x, POINT.expand(64, 2), rtol=0, atol=1e-5)
+    assert calls == [0, 1, 1, 1, 1, 2]
+
+
+def test_a_band_over_every_level_is_the_plain_sampler_and_an_empty_one_is_ancestral_sampling():
+    score = gaussian_level_score(0.3, MIXTURE_SIGMAS)
+    x0 = uniform_starts(200, 21)
+
+    def run(steps: int, band):
+        return predictor_corrector(score, x0, MIXTURE_SIGMAS, n_steps_each=steps, eps=0.05, corrector_sigmas=band,
+                                   generator=torch.Generator().manual_seed(22))
+
+    everything = (float(MIXTURE_SIGMAS[-1]), float(MIXTURE_SIGMAS[0]))
+    torch.testing.assert_close(run(2, everything), run(2, None), rtol=0, atol=0)
+    torch.testing.assert_close(run(2, (100.0, 200.0)), run(0, None), rtol=0, atol=0)
+    assert not torch.equal(run(2, (2.0, 8.0)), run(2, None))

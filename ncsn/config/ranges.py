@@ -45,6 +45,14 @@ def check_ranges(cfg: Config, source: str) -> None:
         if sampler == "pc" and s.convention != "paper":
             fail(key, s.convention if key == "sample.convention" else sampler,
                  "sampler 'pc' takes eps in the 'paper' convention (sample.convention)")
+    if s.corrector_sigmas is not None:
+        band = list(s.corrector_sigmas)
+        if len(band) != 2 or not (0 < band[0] < band[1] and math.isfinite(band[1])):
+            fail("sample.corrector_sigmas", band, "give [lo, hi] with 0 < lo < hi (e.g. [0.1, 1.0]), or null for"
+                 " every level")
+        if s.sampler != "pc":
+            fail("sample.corrector_sigmas", band, f"it is for sampler 'pc' (sample.sampler is {s.sampler!r});"
+                 " set it to null")
     if not 0.0 <= t.beta1 < 1.0:
         fail("train.beta1", t.beta1, "it must be in [0, 1)")
     if not (t.weight_decay >= 0 and math.isfinite(t.weight_decay)):

@@ -92,6 +92,8 @@ class SampleConfig:
     eps: Union[float, Literal["auto"]] = 2e-5  # "auto": NCSNv2 technique 4 for T
     convention: Literal["paper", "reference"] = "paper"
     denoise: bool = True
+    # pc only: [lo, hi], the T corrector steps run only at the levels with lo <= sigma <= hi; null: every level
+    corrector_sigmas: tuple[float, ...] | None = None
     use_ema: bool = True
     trajectory_samples: int = 16
     bf16: bool = False  # bf16 autocast of the score network (not exact: ~2 % relative error)

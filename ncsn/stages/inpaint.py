@@ -14,7 +14,8 @@ or a registry URI, as ``ncsn sample --model``).
 
 Either way the sampler is ``sample.*`` with the overrides ``inpaint.sampler``,
 ``inpaint.n_steps_each`` and ``inpaint.eps`` (``auto``: NCSNv2 technique 4), without a
-denoising step. Under ``torchrun --nproc_per_node N -m ncsn inpaint`` the pipeline's stage
+denoising step, its correctors at every level (not only ``sample.corrector_sigmas``': the
+constraint needs them to blend the completion into the observed pixels). Under ``torchrun --nproc_per_node N -m ncsn inpaint`` the pipeline's stage
 splits the images among the ranks and rank 0 writes.
 """
 
@@ -57,10 +58,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _inpaint_spec(cfg: Config, model: ScoreModel) -> SamplerSpec:
-    """``sample.*`` with the ``inpaint.*`` overrides, without a denoising step."""
+    """``sample.*`` with the ``inpaint.*`` overrides, without a denoising step, correcting at every level."""
     ic = cfg.inpaint
     return resolve_sampler(cfg.sample, model.sigmas, sampler=ic.sampler, n_steps_each=ic.n_steps_each, eps=ic.eps,
-                           denoise=False)
+                           denoise=False, every_level=True)
 
 
 def _complete(model: ScoreModel, spec: SamplerSpec, y: torch.Tensor, mask: torch.Tensor, seeds: list[int],
