@@ -88,8 +88,9 @@ def corrector_steps(sigmas: list[float], n_steps_each: int,
 
     With ``None`` every level gets T (Song et al. 2021's predictor-corrector). A band spends the
     correctors where the Langevin steps change the samples most: at the middle levels, where
-    a digit's shape is decided, rather than at the largest (nearly Gaussian, the predictor's
-    ancestral step is already exact there) or the smallest (the denoising step follows).
+    a digit's shape is decided, rather than at the largest (the blurred data is nearly Gaussian
+    there, and the ancestral predictor step alone tracks it) or the smallest (where a corrector
+    adds pixel noise that the last levels and the denoising step must take out again).
 
     :param sigmas: [L] noise levels.
     :return: [L] step counts.
