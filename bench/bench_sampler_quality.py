@@ -145,10 +145,9 @@ def main() -> None:
                 evals = L * steps + (variant == "denoised")
             else:
                 name = f"PC T={steps} eps={eps:.3g} (technique 4)"
-                evals = L * (steps + 1)
                 if band is not None:
                     name += f" at sigma {band[0]:g}-{band[1]:g}"
-                    evals = L + steps * sum(1 for n in corrector_steps(sigmas, 1, band) if n)
+                evals = L + sum(corrector_steps(sigmas, steps, band))  # a predictor step per level + correctors
             value, inception, precision, recall = scores(images)
             rows.append([name, evals, value, inception, precision, recall, seconds])
             print(f"{name:<48} {evals:>6} {value:>15.3f} {inception:>6.2f} {precision:>9.3f} {recall:>6.3f}"

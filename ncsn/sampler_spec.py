@@ -93,7 +93,7 @@ def resolve_sampler(cfg: SampleConfig, sigmas: Sequence[float] | Tensor, *, samp
     band = None if every_level or name != "pc" else cfg.corrector_sigmas
     corrected = None
     if band is not None:
-        corrected = sum(1 for n in corrector_steps(sigma_list, 1, band) if n)
+        corrected = sum(corrector_steps(sigma_list, 1, band))
         if corrected == 0:
             raise ValueError(f"sample.corrector_sigmas = {list(band)} holds none of the model's noise levels"
                              f" ({sigma_list[0]:.3g} ... {sigma_list[-1]:.3g}); widen it or set it to null")
