@@ -102,6 +102,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"ncsn {args.stage}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if "torch.distributed" in sys.modules:  # a torchrun rank leaves its process group before exiting
+            from ncsn.distributed import leave_process_group
+
+            leave_process_group()
     return 0
 
 

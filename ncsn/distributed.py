@@ -48,6 +48,18 @@ def init_distributed(device: torch.device) -> DistInfo:
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
+def leave_process_group() -> None:
+    """Leave the process group joined by :func:`init_distributed` (a no-op when none was joined).
+
+    A rank that exits while still holding a gloo group can abort in the group's destructor
+    ("terminate called without an active exception") when it finishes before the others, as
+    the non-main ranks of ``sample``, ``evaluate`` and ``inpaint`` do. Leaving is local: it
+    does not wait for the other ranks.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def local_rank() -> int:
     """``LOCAL_RANK`` from ``torchrun``, 0 otherwise."""
     return int(os.environ.get("LOCAL_RANK", "0"))
