@@ -71,6 +71,11 @@ def test_a_dataset_group_switches_its_settings_together() -> None:
     cpu = config_from_dict(compose_params(["dataset=mnist"]))
     assert (cpu.base.dataset, cpu.data.flip, cpu.model.ngf, cpu.model.sigma_begin, cpu.model.num_levels) == (
         "mnist", False, 32, 5.0, 40)  # profile_dataset/cpu_mnist.yaml
+    assert cpu.sample.corrector_sigmas == (0.1, 1.0)  # the digits' band (profile/cpu.yaml)
+    fashion = config_from_dict(compose_params(["dataset=fashion_mnist"]))
+    assert (fashion.model.sigma_begin, fashion.model.num_levels) == (5.0, 40)
+    assert fashion.sample.corrector_sigmas == (0.3, 5.0)  # clothes: from sigma_1 down to 0.3
+    assert config_from_dict(compose_params(["profile=paper", "dataset=fashion_mnist"])).sample.corrector_sigmas is None
     paper = config_from_dict(compose_params(["profile=paper", "dataset=mnist"]))
     assert (paper.model.ngf, paper.model.sigma_begin, paper.model.num_levels) == (64, 1.0, 10)  # the paper's MNIST
     v2_cpu = config_from_dict(compose_params(["dataset=mnist", "sigma=ncsnv2"]))
