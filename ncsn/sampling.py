@@ -87,10 +87,12 @@ def corrector_steps(sigmas: list[float], n_steps_each: int,
     """Corrector steps at each level: T where lo ≤ σᵢ ≤ hi for ``corrector_sigmas`` = (lo, hi), else 0.
 
     With ``None`` every level gets T (Song et al. 2021's predictor-corrector). A band spends the
-    correctors where the Langevin steps change the samples most: at the middle levels, where
-    a digit's shape is decided, rather than at the largest (the blurred data is nearly Gaussian
-    there, and the ancestral predictor step alone tracks it) or the smallest (where a corrector
-    adds pixel noise that the last levels and the denoising step must take out again).
+    correctors where the Langevin steps change the samples most. For digits that is the middle
+    levels, where a digit's shape is decided, rather than the largest (the ancestral predictor
+    step alone tracks the blurred data there) or the smallest (where a corrector adds pixel
+    noise that the last levels and the denoising step must take out again). Clothes settle on
+    their class at the largest levels and need the correctors there too: the band depends on
+    the data (``profile_dataset/cpu_fashion_mnist.yaml``; docs/performance.md, sections 5e-5f).
 
     :param sigmas: [L] noise levels.
     :return: [L] step counts.
