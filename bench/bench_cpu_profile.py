@@ -11,7 +11,7 @@ Usage::
 
 The network is the one ``ncsn.models.build_model`` builds from the composed profile
 (``compose_params(["profile=cpu", *overrides])``), for the dataset's image shape. A timed
-step is what ``ncsn.train`` does per step, minus the data loading: draw the levels and the
+step is what ``ncsn.stages.train_loop`` does per step, minus the data loading: draw the levels and the
 noise, the weighted DSM loss (paper Eq. 5-6, ``train.weighting``) forward, backward, gradient clipping when
 ``train.grad_clip`` is set, the Adam step and the EMA update when ``train.ema`` is on, then
 ``loss.item()``; ``train.bf16`` autocasts as training does. ``--channels-last`` and
@@ -50,10 +50,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ncsn.config import Config, config_from_dict  # noqa: E402
 from ncsn.config.composition import compose_params  # noqa: E402
 from ncsn.data.prepare import NATIVE_CHANNELS, NATIVE_SIZE  # noqa: E402
-from ncsn.devices import usable_cpus  # noqa: E402
-from ncsn.losses.weighting import draw_levels, weighted_dsm_loss  # noqa: E402
+from ncsn.stages.devices import usable_cpus  # noqa: E402
+from ncsn.core.losses.weighting import draw_levels, weighted_dsm_loss  # noqa: E402
 from ncsn.models import build_model, count_parameters  # noqa: E402
-from ncsn.sigmas import geometric_sigmas, resolve_sigmas  # noqa: E402
+from ncsn.core.sigmas import geometric_sigmas, resolve_sigmas  # noqa: E402
 
 
 def cpu_info() -> dict[str, str]:
@@ -108,7 +108,7 @@ def noise_levels(cfg: Config) -> tuple[torch.Tensor, str]:
 
 
 class TrainStep:
-    """One training step of ``ncsn.train`` on a fixed in-memory batch."""
+    """One training step of ``ncsn.stages.train_loop`` on a fixed in-memory batch."""
 
     def __init__(self, cfg: Config, batch: int, channels_last: bool, compile: bool) -> None:
         tc = cfg.train

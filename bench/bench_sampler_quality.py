@@ -40,8 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ncsn.data import load_split  # noqa: E402
 from ncsn.evaluation.extractor import CLASSIFIER_NAME, Extractor  # noqa: E402
 from ncsn.evaluation.fidelity import fidelity_metrics  # noqa: E402
-from ncsn.score_model import initial_state, load_score_model, to_uint8  # noqa: E402
-from ncsn.sampling import (annealed_langevin_progressive, corrector_steps, predictor_corrector,  # noqa: E402
+from ncsn.storage.score_model import initial_state, load_score_model, to_uint8  # noqa: E402
+from ncsn.core.sampling import (annealed_langevin_progressive, corrector_steps, predictor_corrector,  # noqa: E402
                            technique4_eps)
 
 # (kind, T, eps or corrector band): eps None means technique 4 for that T.

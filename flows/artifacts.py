@@ -91,14 +91,14 @@ def champion_decision(parent_run_id: str | None) -> str:
     """Markdown lines on the version the evaluate stage registered in this run and on the champion.
 
     Read from MLflow (``MLFLOW_TRACKING_URI`` of the open parent run): the tags the registry puts
-    on the evaluate run (``ncsn.registered_model``, ``ncsn.model_version``, ``ncsn.champion``),
+    on the evaluate run (``ncsn.tracking.registered_model``, ``ncsn.model_version``, ``ncsn.champion``),
     then the FIDs recorded on the new version and on the version holding the ``champion`` alias.
     """
     if parent_run_id is None or "MLFLOW_TRACKING_URI" not in os.environ:
         return "Nothing was registered: tracking is off (`tracking.enabled: false`)."
     from mlflow import MlflowClient
 
-    from ncsn.registry import CHAMPION
+    from ncsn.tracking.registry import CHAMPION
 
     client = MlflowClient()
     parent = client.get_run(parent_run_id)
@@ -107,7 +107,7 @@ def champion_decision(parent_run_id: str | None) -> str:
     tags = next((r.data.tags for r in children if "ncsn.model_version" in r.data.tags), None)
     if tags is None:
         return "Nothing was registered in this run (`tracking.register: false`, or evaluate was skipped by DVC)."
-    name, version = tags["ncsn.registered_model"], tags["ncsn.model_version"]
+    name, version = tags["ncsn.tracking.registered_model"], tags["ncsn.model_version"]
     rows = ["| | version | FID |", "|---|---|---|"]
     for label, ref in (("this run", version), (f"`{CHAMPION}`", None)):
         try:

@@ -27,14 +27,14 @@ _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.ENO
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """The exceptions that mean "the user can fix this": printed as one line, exit code 2."""
-    from ncsn.checkpoint import CheckpointError
+    from ncsn.storage.checkpoint import CheckpointError
     from ncsn.config import ConfigError
     from ncsn.data import DataError
     from ncsn.evaluation import EvaluationError
-    from ncsn.registry import RegistryError
-    from ncsn.shards import SampleError
-    from ncsn.train import TrainingDiverged
-    from ncsn.user_images import ImageInputError
+    from ncsn.tracking.registry import RegistryError
+    from ncsn.storage.shards import SampleError
+    from ncsn.stages.train_loop import TrainingDiverged
+    from ncsn.storage.user_images import ImageInputError
 
     return (ConfigError, CheckpointError, DataError, TrainingDiverged, EvaluationError, RegistryError, SampleError,
             ImageInputError, FileNotFoundError, PermissionError)
@@ -50,11 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
         stage_parser = sub.add_parser(name, help=(module.__doc__ or name).strip().splitlines()[0])
         if hasattr(module, "add_arguments"):
             module.add_arguments(stage_parser)
-    from ncsn import pipeline
+    from ncsn.stages import runner as pipeline
 
     pipeline.add_arguments(sub.add_parser("pipeline", help="run every stage of dvc.yaml in order, "
                                                          "inside one MLflow run"))
-    from ncsn.compare import command as compare
+    from ncsn.reporting.compare import command as compare
 
     compare.add_arguments(sub.add_parser("compare", help="compare MLflow runs side by side: "
                                                        "one HTML page and a CSV"))
@@ -66,16 +66,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     if args.stage == "pipeline":
-        from ncsn import pipeline
+        from ncsn.stages import runner as pipeline
 
         return pipeline.run(args)
     if args.stage == "compare":
-        from ncsn.compare import command as compare
+        from ncsn.reporting.compare import command as compare
 
         return compare.run(args)
     try:
         from ncsn.config import load_config
-        from ncsn.tracking import stage_run
+        from ncsn.tracking.runs import stage_run
 
         cfg = load_config(args.params)
         module = importlib.import_module(f"ncsn.stages.{args.stage}")
@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except (OSError, RuntimeError) as err:
         # A full disk, a file-size limit or an output path that is not a folder: the user's to fix.
-        from ncsn.atomic import os_error_in
+        from ncsn.storage.atomic import os_error_in
 
         cause = os_error_in(err)
         if cause is None or args.debug:
@@ -104,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         if "torch.distributed" in sys.modules:  # a torchrun rank leaves its process group before exiting
-            from ncsn.distributed import leave_process_group
+            from ncsn.stages.distributed import leave_process_group
 
             leave_process_group()
     return 0

@@ -9,7 +9,7 @@ from typing import Iterator
 import pytest
 import torch
 
-from ncsn.tracking import PARENT_ENV
+from ncsn.tracking.runs import PARENT_ENV
 from tests.smoke_fixtures import server_smoke_run  # noqa: F401  (one smoke pipeline per session)
 
 

@@ -27,8 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     assert os.environ.get("MLFLOW_TRACKING_URI", "").startswith("http"), "set MLFLOW_TRACKING_URI to the server"
 
-    from ncsn.registry import register_and_promote
-    from ncsn.tracking import connect, stage_run
+    from ncsn.tracking.registry import register_and_promote
+    from ncsn.tracking.runs import connect, stage_run
     from tests.registry_worker import worker_config
 
     cfg = worker_config(tempfile.mkdtemp())  # paths.mlflow is unused: the server is the store

@@ -69,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--die-at", default=None)
     args = parser.parse_args(argv)
 
-    from ncsn.registry import register_and_promote
-    from ncsn.tracking import connect, stage_run
+    from ncsn.tracking.registry import register_and_promote
+    from ncsn.tracking.runs import connect, stage_run
 
     cfg = worker_config(args.mlflow_dir)
     connect(cfg)

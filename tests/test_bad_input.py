@@ -23,13 +23,13 @@ import torch
 import yaml
 from PIL import Image
 
-from ncsn.checkpoint import FORMAT, atomic_save
+from ncsn.storage.checkpoint import FORMAT, atomic_save
 from ncsn.cli import main
 from ncsn.config import ConfigError, ModelConfig, load_config
 from ncsn.data.folder import SkippedImagesWarning, load_folder
 from ncsn.models import build_model
-from ncsn.shards import existing_shards, read_samples
-from ncsn.sigmas import geometric_sigmas
+from ncsn.storage.shards import existing_shards, read_samples
+from ncsn.core.sigmas import geometric_sigmas
 from tests.helpers import REPO, link_prepared, ncsn_command, write_params
 
 
@@ -214,9 +214,9 @@ def test_evaluate_refuses_a_model_of_another_dataset(tmp_path: Path, prepared: P
 def test_a_checkpoint_of_another_dataset_is_never_registered(tmp_path: Path, mlflow_dir: Path) -> None:
     from mlflow import MlflowClient
 
-    from ncsn.checkpoint import CheckpointError
-    from ncsn.registry import register_and_promote
-    from ncsn.tracking import stage_run
+    from ncsn.storage.checkpoint import CheckpointError
+    from ncsn.tracking.registry import register_and_promote
+    from ncsn.tracking.runs import stage_run
 
     params = _params(tmp_path, overrides={"tracking": {"enabled": True, "experiment": "bad"},
                                           "paths": {"mlflow": str(mlflow_dir)}})
@@ -334,7 +334,7 @@ def test_an_unwritable_output_folder_is_one_line_and_writes_nothing(
         _fake_model(params, tmp_path / "outputs" / "train" / "model.pt")
     if stage == "evaluate":  # inputs of evaluate, short of a trained classifier
         from ncsn.evaluation.extractor import RAW_NAME, Extractor
-        from ncsn.shards import write_shard
+        from ncsn.storage.shards import write_shard
 
         atomic_save({}, tmp_path / "outputs" / "train" / "snapshots" / "ckpt_00000001.pt")
         write_shard(tmp_path / "outputs" / "sample" / "shards", 0, torch.zeros(4, 1, 28, 28, dtype=torch.uint8),
@@ -436,8 +436,8 @@ def test_a_file_size_limit_in_a_real_process_leaves_no_partial_split(tmp_path: P
 
 def test_divergence_is_one_line_and_keeps_the_last_good_checkpoint(
         tmp_path: Path, prepared: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ncsn.train as train_module
-    from ncsn.checkpoint import list_checkpoints, load_checkpoint
+    import ncsn.stages.train_loop as train_module
+    from ncsn.storage.checkpoint import list_checkpoints, load_checkpoint
 
     params = _params(tmp_path, overrides={"train": {"n_iters": 8, "snapshot_freq": 3, "batch_size": 8,
                                                     "val_size": 16, "val_freq": 8}})
@@ -465,7 +465,7 @@ def test_divergence_is_one_line_and_keeps_the_last_good_checkpoint(
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_a_refused_sample_shard_is_one_line_and_nothing_runs(tmp_path: Path, prepared: Path,
                                                              capsys: pytest.CaptureFixture) -> None:
-    from ncsn.shards import SampleError
+    from ncsn.storage.shards import SampleError
 
     params = _params(tmp_path)
     link_prepared(tmp_path, prepared)

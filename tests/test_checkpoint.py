@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ncsn.checkpoint import (FORMAT, CheckpointError, atomic_save, check_compatible, latest_valid_checkpoint,
+from ncsn.storage.checkpoint import (FORMAT, CheckpointError, atomic_save, check_compatible, latest_valid_checkpoint,
                              load_checkpoint, checkpoint_path, prune_checkpoints)
 
 
@@ -87,7 +87,7 @@ def test_a_refused_checkpoint_is_skipped_with_a_warning_that_names_it(tmp_path: 
     atomic_save(_ckpt(1), checkpoint_path(tmp_path, 1))
     planted = checkpoint_path(tmp_path, 2)
     torch.save({"format": FORMAT, "payload": _Exploit()}, planted)
-    with caplog.at_level("WARNING", logger="ncsn.checkpoint"):
+    with caplog.at_level("WARNING", logger="ncsn.storage.checkpoint"):
         assert latest_valid_checkpoint(tmp_path)["step"] == 1
     assert str(planted) in caplog.text and "refused" in caplog.text
     assert not _Exploit.marker.exists()

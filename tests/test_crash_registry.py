@@ -22,20 +22,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from ncsn.checkpoint import FORMAT, atomic_save, file_sha256
+from ncsn.storage.checkpoint import FORMAT, atomic_save, file_sha256
 from ncsn.config import Config
-from ncsn.score_model import load_score_model
+from ncsn.storage.score_model import load_score_model
 from ncsn.models import build_model
-from ncsn.sigmas import geometric_sigmas
-from ncsn.tracking import PARENT_ENV, stage_run
+from ncsn.core.sigmas import geometric_sigmas
+from ncsn.tracking.runs import PARENT_ENV, stage_run
 from tests.helpers import REPO, ncsn_command, write_params
 from tests.registry_worker import KILL_POINTS, worker_config
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402
 
-from ncsn.registered_model import files_problem  # noqa: E402
-from ncsn.registry import register_and_promote, resolve_model_uri  # noqa: E402
+from ncsn.tracking.registered_model import files_problem  # noqa: E402
+from ncsn.tracking.registry import register_and_promote, resolve_model_uri  # noqa: E402
 
 NAME = "ncsn-mnist5k"
 pytestmark = pytest.mark.usefixtures("single_thread")  # in-process evaluations must match each other

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from ncsn.cli import main
-from ncsn.shards import existing_shards, read_samples
+from ncsn.storage.shards import existing_shards, read_samples
 from tests.helpers import REPO, ncsn_command, write_params
 
 N_SAMPLES, BATCH = 40, 4  # 10 shards, ~0.1 s each on one core

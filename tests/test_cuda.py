@@ -11,10 +11,10 @@ import os
 import pytest
 import torch
 
-from ncsn.losses.dsm import dsm_loss
+from ncsn.core.losses.dsm import dsm_loss
 from ncsn.models.normalization import instance_norm_plus
 from ncsn.models.refinenet import NCSN
-from ncsn.sampling import annealed_langevin
+from ncsn.core.sampling import annealed_langevin
 
 DEVICE = torch.device(os.environ.get("NCSN_TEST_DEVICE", "cuda"))
 pytestmark = pytest.mark.skipif(DEVICE.type == "cuda" and not torch.cuda.is_available(), reason="no CUDA GPU")

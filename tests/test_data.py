@@ -239,7 +239,7 @@ def noise_folder(tmp_path: Path) -> Path:
 
 
 def test_prepare_stats_match_a_direct_computation(noise_folder: Path, tmp_path: Path) -> None:
-    from ncsn.sigmas import num_levels_for_dim
+    from ncsn.core.sigmas import num_levels_for_dim
 
     cfg = _cfg("folder", folder=str(noise_folder), image_size=8)
     out = tmp_path / "out"

@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from ncsn.cli import main
-from ncsn.shards import existing_shards, read_samples
+from ncsn.storage.shards import existing_shards, read_samples
 from tests.helpers import REPO, link_prepared, write_params
 
 SAMPLE = {"n_samples": 16, "batch_size": 4, "n_steps_each": 1, "trajectory_samples": 2}  # 4 shards
@@ -151,7 +151,7 @@ def test_the_ranks_features_are_those_torch_fidelity_caches_itself(trained: Path
     """The cache files the ranks fill have torch-fidelity's names and hold its very tensors."""
     from ncsn.config import load_config
     from ncsn.data import load_split
-    from ncsn.distributed import DistInfo
+    from ncsn.stages.distributed import DistInfo
     from ncsn.evaluation.distributed_features import cache_features, feature_cache_path, feature_layers
     from ncsn.evaluation.extractor import resolve_extractor
     from ncsn.evaluation.fidelity import content_name, fidelity_metrics

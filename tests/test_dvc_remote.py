@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ncsn.checkpoint import file_sha256
+from ncsn.storage.checkpoint import file_sha256
 from tests.helpers import repo_env
 
 pytestmark = pytest.mark.slow

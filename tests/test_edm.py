@@ -1,4 +1,4 @@
-"""EDM's preconditioning and loss weighting (ncsn.losses.edm): known answers, the UNet, the config rules."""
+"""EDM's preconditioning and loss weighting (ncsn.core.losses.edm): known answers, the UNet, the config rules."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from ncsn.config import DATASETS, ConfigError, load_config
-from ncsn.losses import dsm_loss
-from ncsn.losses.edm import P_MEAN, P_STD, SIGMA_DATA, edm_level_probs, edm_loss_weight, edm_score
-from ncsn.losses.weighting import draw_levels, weighted_dsm_loss
+from ncsn.core.losses import dsm_loss
+from ncsn.core.losses.edm import P_MEAN, P_STD, SIGMA_DATA, edm_level_probs, edm_loss_weight, edm_score
+from ncsn.core.losses.weighting import draw_levels, weighted_dsm_loss
 from ncsn.models import UNet
 from tests.helpers import write_params
 

@@ -14,7 +14,7 @@ from ncsn.config import FiguresConfig, load_config
 from ncsn.figures import langevin_mixing, score_accuracy, ssm_noise
 from ncsn.figures.common import FIGURE_FILES, moving_average
 from ncsn.figures.toy_training import small_mode_weight
-from ncsn.toy import GaussianMixture
+from ncsn.core.toy import GaussianMixture
 from tests.helpers import write_params
 
 
@@ -174,7 +174,7 @@ def test_figures_in_worker_processes_equal_figures_one_after_the_other(tmp_path,
 
     numbers = {}
     for cpus in (2, 1):  # 2: figures 2 and 3 in spawned workers; 1: all three in this process
-        monkeypatch.setattr("ncsn.devices.usable_cpus", lambda: cpus)
+        monkeypatch.setattr("ncsn.stages.devices.usable_cpus", lambda: cpus)
         (tmp_path / str(cpus)).mkdir()
         cfg = _smoke_cfg(tmp_path / str(cpus), binary_images(64, 8))
         stage.run(cfg, RecordingTracker(), argparse.Namespace())

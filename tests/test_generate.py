@@ -1,4 +1,4 @@
-"""``ncsn.score_model`` and ``ncsn.sampler_spec``: the sampler, ε and network options of ``sample`` as the
+"""``ncsn.storage.score_model`` and ``ncsn.stages.sampler``: the sampler, ε and network options of ``sample`` as the
 stages use them.
 
 A tiny real network (the smoke U-Net on 8x8 images, random non-zero weights) in our checkpoint
@@ -12,13 +12,13 @@ import dataclasses
 import pytest
 import torch
 
-from ncsn.checkpoint import FORMAT
+from ncsn.storage.checkpoint import FORMAT
 from ncsn.config import SampleConfig, config_from_dict
-from ncsn.sampler_spec import resolve_sampler, sample_batch, trajectory
-from ncsn.score_model import initial_state, load_score_model
+from ncsn.stages.sampler import resolve_sampler, sample_batch, trajectory
+from ncsn.storage.score_model import initial_state, load_score_model
 from ncsn.models import build_model
-from ncsn.sampling import annealed_langevin, predictor_corrector, technique4_eps
-from ncsn.sigmas import geometric_sigmas
+from ncsn.core.sampling import annealed_langevin, predictor_corrector, technique4_eps
+from ncsn.core.sigmas import geometric_sigmas
 
 SEEDS = [3, 1, 4, 1, 5]
 
@@ -103,12 +103,12 @@ def test_compiled_network_samples_what_the_eager_one_does(checkpoint) -> None:
 
 def test_bf16_on_a_cpu_without_native_bf16_warns(checkpoint, monkeypatch, caplog) -> None:
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
-    with caplog.at_level("WARNING", logger="ncsn.score_model"):
+    with caplog.at_level("WARNING", logger="ncsn.storage.score_model"):
         load_score_model(checkpoint, bf16=True)
     assert "sample.bf16 is on, but this CPU has no native bf16" in caplog.text
     caplog.clear()
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
-    with caplog.at_level("WARNING", logger="ncsn.score_model"):
+    with caplog.at_level("WARNING", logger="ncsn.storage.score_model"):
         load_score_model(checkpoint, bf16=True)
     assert "bf16" not in caplog.text
 
@@ -116,7 +116,7 @@ def test_bf16_on_a_cpu_without_native_bf16_warns(checkpoint, monkeypatch, caplog
 def test_the_resolved_sampler_survives_its_manifest_round_trip(checkpoint) -> None:
     import json
 
-    from ncsn.sampler_spec import SamplerSpec
+    from ncsn.stages.sampler import SamplerSpec
 
     sigmas = load_score_model(checkpoint).sigmas
     spec = resolve_sampler(SampleConfig(sampler="ald", n_steps_each=3, eps="auto", denoise=True), sigmas,
@@ -132,7 +132,7 @@ def test_a_corrector_band_counts_and_runs_what_predictor_corrector_does(checkpoi
     holds the middle two, which get T = 2 correctors each: 4 + 2·2 evaluations."""
     import json
 
-    from ncsn.sampler_spec import SamplerSpec
+    from ncsn.stages.sampler import SamplerSpec
 
     model = load_score_model(checkpoint)
     cfg = SampleConfig(sampler="pc", n_steps_each=2, eps="auto", corrector_sigmas=(0.04, 0.5))

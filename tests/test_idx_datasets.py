@@ -138,7 +138,7 @@ def test_ncsn_prepare_on_a_tiny_fashion_mnist_root(tmp_path: Path, capsys) -> No
 def test_fashion_mnist_uses_the_mnist_settings_and_the_classifier(tmp_path: Path) -> None:
     from ncsn.evaluation.classifier import ClassifierSpec, ImageClassifier, save_classifier
     from ncsn.evaluation.extractor import resolve_extractor
-    from ncsn.registry import model_name
+    from ncsn.tracking.registry import model_name
 
     paper = config_from_dict({"profile": "paper", "base": {"dataset": "fashion_mnist"}})
     assert paper.model.ngf == 64 and paper.data.channels in (None, 1)

@@ -1,4 +1,4 @@
-"""Image grids: the layout of ``ncsn.images.tile`` and the PNG that ``save_grid`` writes."""
+"""Image grids: the layout of ``ncsn.storage.images.tile`` and the PNG that ``save_grid`` writes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ncsn.images import save_grid, tile
+from ncsn.storage.images import save_grid, tile
 
 
 def test_tile_places_each_image_in_row_major_order_with_white_padding() -> None:

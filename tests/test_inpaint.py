@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ncsn.inpaint import inpaint
-from ncsn.rng import make_generators, rand_like
-from ncsn.sampling import annealed_langevin
-from ncsn.sigmas import geometric_sigmas
+from ncsn.core.inpaint import inpaint
+from ncsn.core.rng import make_generators, rand_like
+from ncsn.core.sampling import annealed_langevin
+from ncsn.core.sigmas import geometric_sigmas
 
 SIGMAS = geometric_sigmas(1.0, 0.01, 10)
 
@@ -145,7 +145,7 @@ def test_observed_pixels_hold_one_noisy_copy_per_level():
 
 
 def test_predictor_corrector_inpainting_keeps_observed_pixels_and_matches_pc_when_nothing_is_observed():
-    from ncsn.sampling import predictor_corrector
+    from ncsn.core.sampling import predictor_corrector
 
     y, mask = images(), right_half_hidden()
     out = run(y, mask, sampler="pc", denoise=True)

@@ -14,11 +14,11 @@ import pytest
 import torch
 from PIL import Image
 
-from ncsn.checkpoint import FORMAT, atomic_save
+from ncsn.storage.checkpoint import FORMAT, atomic_save
 from ncsn.cli import main
 from ncsn.config import load_config
 from ncsn.models import build_model
-from ncsn.sigmas import geometric_sigmas
+from ncsn.core.sigmas import geometric_sigmas
 from tests.helpers import write_params
 
 SIZE = 8

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ncsn.losses import annealed_ssm_loss, dsm_loss, dsm_loss_at, ssm_loss
-from ncsn.rng import make_generators
+from ncsn.core.losses import annealed_ssm_loss, dsm_loss, dsm_loss_at, ssm_loss
+from ncsn.core.rng import make_generators
 
 MU = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
 S = 0.5  # data standard deviation

@@ -11,11 +11,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ncsn.inpaint import inpaint, validate_mask
-from ncsn.masks import MASKS, make_mask
-from ncsn.rng import rand_like
-from ncsn.sampling import annealed_langevin
-from ncsn.sigmas import geometric_sigmas
+from ncsn.core.inpaint import inpaint, validate_mask
+from ncsn.core.masks import MASKS, make_mask
+from ncsn.core.rng import rand_like
+from ncsn.core.sampling import annealed_langevin
+from ncsn.core.sigmas import geometric_sigmas
 
 SIGMAS = geometric_sigmas(1.0, 0.1, 3)
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.uint8, torch.int64, torch.bool]

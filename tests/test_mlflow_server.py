@@ -22,9 +22,9 @@ import torch
 pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402
 
-from ncsn.checkpoint import FORMAT, atomic_save  # noqa: E402
+from ncsn.storage.checkpoint import FORMAT, atomic_save  # noqa: E402
 from ncsn.models import build_model  # noqa: E402
-from ncsn.sigmas import geometric_sigmas  # noqa: E402
+from ncsn.core.sigmas import geometric_sigmas  # noqa: E402
 from tests.helpers import REPO  # noqa: E402
 from tests.registry_worker import worker_config  # noqa: E402
 

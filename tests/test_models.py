@@ -218,10 +218,10 @@ def test_dsm_trained_mlp_matches_exact_gaussian_score(one_thread: None) -> None:
 
 
 def test_a_checkpoint_of_a_wider_network_with_attention_loads_back_as_written(tmp_path) -> None:
-    from ncsn.checkpoint import FORMAT, atomic_save
+    from ncsn.storage.checkpoint import FORMAT, atomic_save
     from ncsn.config import config_from_dict
     from ncsn.config.composition import compose_params
-    from ncsn.score_model import load_score_model
+    from ncsn.storage.score_model import load_score_model
 
     cfg = config_from_dict(compose_params(["model.mults=[0.25,1,3]", "model.attention=true", "model.precond=edm"]))
     torch.manual_seed(0)

@@ -1,4 +1,4 @@
-"""ncsn.pipeline: stage order from DVC, params overrides, one `dvc repro` per stage, `ncsn pipeline`."""
+"""ncsn.stages.runner: stage order from DVC, params overrides, one `dvc repro` per stage, `ncsn pipeline`."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import yaml
 
 from tests.dvc_repo import make_dvc_repo
 from tests.helpers import REPO
-from ncsn import pipeline
+from ncsn.stages import runner as pipeline
 from ncsn.config import ConfigError
-from ncsn.pipeline import StageFailed, apply_overrides, repro_stage, stage_graph, stage_order
+from ncsn.stages.runner import StageFailed, apply_overrides, repro_stage, stage_graph, stage_order
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ncsn.provenance import entry_hash, git_state, lock_hash, lock_hashes, run_tags, stage_hash
+from ncsn.tracking.provenance import entry_hash, git_state, lock_hash, lock_hashes, run_tags, stage_hash
 from tests.dvc_repo import make_dvc_repo
 from tests.helpers import REPO
 
@@ -19,7 +19,7 @@ GIT = ["git", "-c", "user.name=ncsn-test", "-c", "user.email=ncsn-test@localhost
 
 def _key_writer(stage: str, out: str) -> str:
     """A stage command that writes the stage's own hash, computed while it runs, to ``out``."""
-    code = f"from ncsn.provenance import stage_hash; open('{out}', 'w').write(stage_hash('.', '{stage}'))"
+    code = f"from ncsn.tracking.provenance import stage_hash; open('{out}', 'w').write(stage_hash('.', '{stage}'))"
     return f'{sys.executable} -c "{code}"'
 
 

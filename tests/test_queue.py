@@ -149,7 +149,7 @@ def test_the_runs_of_queued_experiments_carry_their_provenance(queued: Queued) -
     from dvc.utils.serialize import parse_yaml
     from mlflow import MlflowClient
 
-    from ncsn.provenance import entry_hash
+    from ncsn.tracking.provenance import entry_hash
 
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=queued.repo, capture_output=True, text=True,
                           check=True).stdout.strip()

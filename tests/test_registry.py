@@ -14,18 +14,18 @@ from urllib.parse import unquote, urlparse
 import pytest
 import torch
 
-from ncsn.checkpoint import FORMAT, CheckpointError, atomic_save
+from ncsn.storage.checkpoint import FORMAT, CheckpointError, atomic_save
 from ncsn.config import Config, config_from_dict
-from ncsn.score_model import load_score_model
+from ncsn.storage.score_model import load_score_model
 from ncsn.models import build_model
-from ncsn.sigmas import geometric_sigmas
-from ncsn.tracking import stage_run
+from ncsn.core.sigmas import geometric_sigmas
+from ncsn.tracking.runs import stage_run
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402
 
-from ncsn import registry  # noqa: E402
-from ncsn.registry import RegistryError, register_and_promote, resolve_model_uri  # noqa: E402
+from ncsn.tracking import registry  # noqa: E402
+from ncsn.tracking.registry import RegistryError, register_and_promote, resolve_model_uri  # noqa: E402
 
 NAME = "ncsn-mnist5k"
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from ncsn.config import Config, load_config
 from ncsn.figures.common import FIGURE_FILES
-from ncsn.report import render_report
+from ncsn.reporting import render_report
 from tests.helpers import write_params
 
 SECTION_IDS = ("summary", "params", "sigmas", "training", "samples", "metrics", "checkpoints", "figures",
@@ -188,7 +188,7 @@ def test_stage_wall_times_come_from_the_sibling_mlflow_runs(cfg, tmp_path):
 
 
 def test_the_sampler_line_is_the_one_the_sample_stage_recorded(cfg):
-    from ncsn.sampler_spec import resolve_sampler
+    from ncsn.stages.sampler import resolve_sampler
 
     fake_outputs(cfg)
     assert "its resolved settings are not recorded" in render_report(cfg)

@@ -50,7 +50,7 @@ def _pipeline_and_stages(client: Any) -> tuple[Any, dict[str, Any]]:
 def test_every_run_of_the_pipeline_is_tagged_with_its_provenance(server_smoke_run) -> None:
     from mlflow import MlflowClient
 
-    from ncsn.provenance import lock_hash, lock_hashes
+    from ncsn.tracking.provenance import lock_hash, lock_hashes
 
     repo = server_smoke_run.repo
     parent, stages = _pipeline_and_stages(MlflowClient(tracking_uri=server_smoke_run.uri))
@@ -85,7 +85,7 @@ def test_a_run_brought_back_from_its_tags_gives_bit_identical_metrics(server_smo
     after = json.loads((fresh / metrics).read_text())
     assert _without_times(after) == _without_times(before)  # equal floats: bit for bit
     assert "classifier_fid" in after
-    from ncsn.provenance import lock_hashes
+    from ncsn.tracking.provenance import lock_hashes
 
     assert lock_hashes(fresh)["evaluate"] == original.data.tags["dvc_stage_hash"]  # the same inputs, byte for byte
     rerun = MlflowClient(tracking_uri=f"sqlite:///{fresh / 'outputs/mlflow/mlflow.db'}")

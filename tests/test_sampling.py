@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ncsn.rng import make_generators
-from ncsn.sampling import (annealed_langevin, annealed_langevin_progressive, corrector_steps, langevin,
+from ncsn.core.rng import make_generators
+from ncsn.core.sampling import (annealed_langevin, annealed_langevin_progressive, corrector_steps, langevin,
                            predictor_corrector, predictor_corrector_progressive, step_sizes, technique4_eps)
-from ncsn.sigmas import geometric_sigmas
-from ncsn.toy import paper_mixture
+from ncsn.core.sigmas import geometric_sigmas
+from ncsn.core.toy import paper_mixture
 
 MIXTURE_SIGMAS = geometric_sigmas(20.0, 1.0, 10)
 

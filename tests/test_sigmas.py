@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from ncsn.sigmas import (geometric_sigmas, max_pairwise_distance, num_levels_for_dim, technique2_overlap,
+from ncsn.core.sigmas import (geometric_sigmas, max_pairwise_distance, num_levels_for_dim, technique2_overlap,
                          technique2_ratio)
 
 

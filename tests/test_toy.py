@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from ncsn.sigmas import geometric_sigmas
-from ncsn.toy import GaussianMixture, paper_mixture
+from ncsn.core.sigmas import geometric_sigmas
+from ncsn.core.toy import GaussianMixture, paper_mixture
 
 
 def three_component_mixture() -> GaussianMixture:

@@ -14,9 +14,9 @@ import torch
 import yaml
 
 from ncsn.config import Config, config_from_dict
-from ncsn.sigmas import geometric_sigmas
-from ncsn.sigma_logging import SIGMAS_PARAM_LENGTH, log_sigma_schedule
-from ncsn.tracking import PARENT_ENV, NullTracker, pipeline_run, stage_run, tracking_uri
+from ncsn.core.sigmas import geometric_sigmas
+from ncsn.tracking.sigma_logging import SIGMAS_PARAM_LENGTH, log_sigma_schedule
+from ncsn.tracking.runs import PARENT_ENV, NullTracker, pipeline_run, stage_run, tracking_uri
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402
@@ -199,7 +199,7 @@ def test_every_run_carries_its_provenance_and_the_params_file(cfg, tmp_path, mon
         saved = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="params.yaml",
                                                     dst_path=str(tmp_path / run_id))
         assert Path(saved).read_bytes() == (repo / "params.yaml").read_bytes()  # the file itself, comments too
-    from ncsn.provenance import lock_hash
+    from ncsn.tracking.provenance import lock_hash
 
     parent_run = client.get_run(parent.run_id)
     assert parent_run.data.tags["dvc_lock_hash"] == lock_hash(repo)

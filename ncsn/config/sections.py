@@ -66,7 +66,7 @@ class TrainConfig:
     beta1: float = 0.9
     weight_decay: float = 0.0
     anneal_power: float = 2.0  # lambda(sigma) = sigma ** anneal_power
-    weighting: Literal["paper", "edm"] = "paper"  # paper: uniform levels, sigma ** anneal_power; edm: ncsn.losses.edm
+    weighting: Literal["paper", "edm"] = "paper"  # paper: uniform levels, sigma ** anneal_power; edm: ncsn.core.losses.edm
     log_sigma_mean: float = -1.89  # weighting edm: levels drawn with ln(sigma) ~ N(mean, std^2)
     log_sigma_std: float = 1.2
     ema: bool = True

@@ -1,4 +1,4 @@
-"""``gmm``: points drawn from the paper's 2-D toy mixture ``ncsn.toy.paper_mixture()``,
+"""``gmm``: points drawn from the paper's 2-D toy mixture ``ncsn.core.toy.paper_mixture()``,
 p = 1/5·N((−5, −5), I) + 4/5·N((5, 5), I)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ def sample_gmm(n: int, seed: int) -> Tensor:
 
     :return: float32 [n, 2].
     """
-    from ncsn.toy import paper_mixture
+    from ncsn.core.toy import paper_mixture
 
     generator = torch.Generator().manual_seed(seed)
     return paper_mixture().sample(n, generator=generator).float().contiguous()

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO, Callable, Literal
 import torch
 from torch import Tensor
 
-from ncsn.atomic import atomic_write, os_error_in
+from ncsn.storage.atomic import atomic_write, os_error_in
 from ncsn.data.errors import DataError
 
 SPLITS = ("train", "test")
@@ -47,7 +47,7 @@ class PreparedSplit:
 
 
 def write_data_file(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """``ncsn.atomic.atomic_write``, with a failure to write as a ``DataError``.
+    """``ncsn.storage.atomic.atomic_write``, with a failure to write as a ``DataError``.
 
     :raises DataError: when the folder cannot be created or written, or the disk is full.
     """

@@ -110,13 +110,13 @@ def load_dataset(cfg: Config) -> LoadedDataset:
 
         points = sample_gmm(d.gmm_samples + d.n_test, cfg.base.seed)
         return _seeded_split(points, None, d.n_test, d.split_seed,
-                             f"ncsn.toy.paper_mixture() sampled with base.seed = {cfg.base.seed}")
+                             f"ncsn.core.toy.paper_mixture() sampled with base.seed = {cfg.base.seed}")
     raise DataError(f"unknown dataset {name!r}")
 
 
 def compute_stats(cfg: Config, dataset: LoadedDataset) -> dict[str, Any]:
     """The contents of ``stats.json`` (see :func:`prepare`)."""
-    from ncsn.devices import resolve_device
+    from ncsn.stages.devices import resolve_device
 
     train = dataset.train.data
     shape = list(train.shape[1:])

@@ -43,7 +43,7 @@ def sigma_begin_suggestion(data: Tensor, device: torch.device | str = "cpu") -> 
     :param data: [N, ...] the training split (uint8 images or float points).
     :param device: where the O(N²·D) distance computation runs.
     """
-    from ncsn.sigmas import max_pairwise_distance
+    from ncsn.core.sigmas import max_pairwise_distance
 
     return max_pairwise_distance(to_unit_range(data).to(device), chunk_size=_CHUNK)
 
@@ -54,7 +54,7 @@ def num_levels_suggestion(dim: int, sigma_begin: float, sigma_end: float) -> int
     :return: L, or None where the technique has no answer (σ₁ ≤ σ_L, or D so small that
         no ratio gives the target overlap, as for the 2-D toy data).
     """
-    from ncsn.sigmas import num_levels_for_dim
+    from ncsn.core.sigmas import num_levels_for_dim
 
     try:
         return num_levels_for_dim(dim, sigma_begin, sigma_end)

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from ncsn.checkpoint import atomic_save
+from ncsn.storage.checkpoint import atomic_save
 from ncsn.config import ClassifierConfig
 from ncsn.evaluation import EvaluationError
 

@@ -2,7 +2,7 @@
 
 torch-fidelity extracts features batch by batch (``batch_size`` images in input order) and
 caches them per input as ``{cache name}-{extractor}-features-{layer}.pt``. Here the batches
-are split across ranks (batch ``k`` on rank ``k mod N``, ``ncsn.distributed.map_chunks``),
+are split across ranks (batch ``k`` on rank ``k mod N``, ``ncsn.stages.distributed.map_chunks``),
 gathered in order and written under those same names in each rank's cache folder. The
 metric call that follows finds every feature cached and computes IS / FID / KID with
 torch-fidelity's own code, from the very tensors one process would have extracted: each
@@ -19,7 +19,7 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 from torch_fidelity.utils_torch import torch_atomic_save
 
-from ncsn.distributed import DistInfo, map_chunks
+from ncsn.stages.distributed import DistInfo, map_chunks
 from ncsn.evaluation.extractor import Extractor, ensure_registered
 
 

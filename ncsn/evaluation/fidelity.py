@@ -28,7 +28,7 @@ import torch_fidelity
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ncsn.distributed import DistInfo
+from ncsn.stages.distributed import DistInfo
 from ncsn.evaluation.extractor import Extractor, ensure_registered
 
 _KEYS = {

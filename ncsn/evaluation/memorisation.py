@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ncsn.evaluation.json_csv import write_bytes
-from ncsn.images import save_grid
+from ncsn.storage.tables import write_bytes
+from ncsn.storage.images import save_grid
 
 
 def _flat(x: Tensor) -> Tensor:

@@ -21,7 +21,7 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor
 
-from ncsn.distributed import DistInfo, barrier
+from ncsn.stages.distributed import DistInfo, barrier
 from ncsn.evaluation import EvaluationError
 from ncsn.evaluation.extractor import Extractor
 from ncsn.evaluation.fidelity import fidelity_metrics

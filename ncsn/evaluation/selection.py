@@ -2,18 +2,18 @@
 
 The paper picks its checkpoint by FID on 1,000 samples. For every
 ``snapshots/ckpt_XXXXXXXX.pt`` we draw ``evaluate.select_samples`` samples with the run's
-resolved sampler (``ncsn.sampler_spec``: ``sample.*`` with T = ``evaluate.select_steps_each``;
+resolved sampler (``ncsn.stages.sampler``: ``sample.*`` with T = ``evaluate.select_steps_each``;
 with ``sample.eps: auto`` the ε suits that T), from the same seeds (``base.seed + i``) for
 every snapshot, so the scores are comparable with each other (not with the final,
 longer-sampled evaluation). Beside it, the mean held-out DSM loss
-(``ncsn.validation.validation_loss``, the paper's "principled model comparison") and its
+(``ncsn.stages.validation.validation_loss``, the paper's "principled model comparison") and its
 value per noise level.
 
 ``checkpoint_fid.csv``: ``step, fid, dsm_loss, dsm_loss_level_0 … dsm_loss_level_{L-1}, extractor``
 (``fid`` is measured with the run's extractor, named in the last column).
 
 Under ``torchrun`` the ranks share each snapshot's sampling batches and feature extraction
-(``ncsn.distributed.map_chunks``); every rank gets the scores of one process.
+(``ncsn.stages.distributed.map_chunks``); every rank gets the scores of one process.
 """
 
 from __future__ import annotations
@@ -28,14 +28,14 @@ from torch import Tensor
 from tqdm import tqdm
 
 from ncsn.config import Config
-from ncsn.distributed import DistInfo, map_chunks
+from ncsn.stages.distributed import DistInfo, map_chunks
 from ncsn.evaluation.extractor import Extractor
 from ncsn.evaluation.fidelity import fidelity_metrics
-from ncsn.evaluation.json_csv import write_csv
-from ncsn.sample_run import to_storage
-from ncsn.sampler_spec import SamplerSpec, sample_batch
-from ncsn.score_model import ScoreModel, load_for_sampling
-from ncsn.validation import validation_loss
+from ncsn.storage.tables import write_csv
+from ncsn.stages.sample_shards import to_storage
+from ncsn.stages.sampler import SamplerSpec, sample_batch
+from ncsn.storage.score_model import ScoreModel, load_for_sampling
+from ncsn.stages.validation import validation_loss
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def score_snapshots(snapshots: list[tuple[int, Path]], real: Tensor, val: Tensor
                     dist: DistInfo = DistInfo()) -> list[SnapshotScore]:
     """Fast FID and held-out DSM loss of every snapshot.
 
-    :param snapshots: ``(step, path)`` pairs (``ncsn.checkpoint.list_checkpoints``).
+    :param snapshots: ``(step, path)`` pairs (``ncsn.storage.checkpoint.list_checkpoints``).
     :param real: the reference set for FID (the held-out split), uint8 images or float vectors.
     :param val: held-out examples for the DSM loss (``train.val_size`` of them, as in training).
     :param spec: the selection sampler (``resolve_sampler(cfg.sample, σ, n_steps_each=evaluate.select_steps_each)``).

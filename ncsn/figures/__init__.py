@@ -14,7 +14,7 @@ Figures 1 and 3 share the 2-D setting and its training loop (:mod:`ncsn.figures.
 all three share the file names and plotting helpers of :mod:`ncsn.figures.common`.
 
 Figures 4-6 (sampling trajectory, inpainting, nearest neighbours) are drawn by the
-``sample``, ``inpaint`` and ``evaluate`` stages and collected by the report (``ncsn.report``).
+``sample``, ``inpaint`` and ``evaluate`` stages and collected by the report (``ncsn.reporting``).
 """
 
 from ncsn.figures.common import FIGURE_FILES

@@ -8,9 +8,9 @@ from typing import Iterator
 
 import torch
 
-from ncsn.atomic import atomic_write
+from ncsn.storage.atomic import atomic_write
 
-# Files of the ``figures`` stage, inside ``paths.figures`` (read back by ncsn.report).
+# Files of the ``figures`` stage, inside ``paths.figures`` (read back by ncsn.reporting).
 FIGURE_FILES = {
     "score_accuracy": "fig1_score_accuracy.png",
     "ssm_noise": "fig2_ssm_noise.png",

@@ -11,7 +11,7 @@ Settings of the known-answer tests in tests/test_sampling.py, with fewer chains:
 convention α_i = ε σ_i²/σ_L²) and T = ``figures.n_steps_each``; plain Langevin with step
 α = 0.1 for L·T steps (the same number of score evaluations). Panels use exact scores
 (``mixture.score``) and a :class:`~ncsn.models.LevelMLP` trained by denoising score matching
-(:func:`ncsn.losses.dsm_loss`) on samples of p; plain Langevin with the learned network uses
+(:func:`ncsn.core.losses.dsm_loss`) on samples of p; plain Langevin with the learned network uses
 its smallest level, s_θ(x, σ_L). Annealed chains end at σ_L = 1, so they sample p ∗ N(0, I)
 (components of std √2, the same weights).
 """
@@ -29,11 +29,11 @@ from torch import Tensor
 from ncsn.config import FiguresConfig
 from ncsn.figures.common import pyplot, save_figure
 from ncsn.figures.toy_training import SMALL_MODE, small_mode_weight, train_toy_score, uniform_box
-from ncsn.losses import dsm_loss
+from ncsn.core.losses import dsm_loss
 from ncsn.models import LevelMLP
-from ncsn.sampling import annealed_langevin, langevin
-from ncsn.sigmas import geometric_sigmas
-from ncsn.toy import GaussianMixture, paper_mixture
+from ncsn.core.sampling import annealed_langevin, langevin
+from ncsn.core.sigmas import geometric_sigmas
+from ncsn.core.toy import GaussianMixture, paper_mixture
 
 SIGMA_BEGIN, SIGMA_END, NUM_LEVELS = 20.0, 1.0, 10
 EPS = 0.1  # annealed Langevin, paper convention

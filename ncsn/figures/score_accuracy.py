@@ -1,8 +1,8 @@
 """Paper Fig. 1: a score learned by sliced score matching is accurate only near the modes.
 
 A :class:`~ncsn.models.LevelMLP` with one level (σ ≡ 1, i.e. an unconditional score model
-s_θ(x)) is trained with sliced score matching (:func:`ncsn.losses.ssm_loss`) on fresh samples
-of p = :func:`ncsn.toy.paper_mixture` and compared on a grid over [−8, 8]² with the exact
+s_θ(x)) is trained with sliced score matching (:func:`ncsn.core.losses.ssm_loss`) on fresh samples
+of p = :func:`ncsn.core.toy.paper_mixture` and compared on a grid over [−8, 8]² with the exact
 score ∇ₓ log p(x) (``mixture.score``).
 
 Score matching minimises the Fisher divergence ½ E_p ‖s_θ(x) − ∇ₓ log p(x)‖²: errors are
@@ -24,9 +24,9 @@ from torch import Tensor
 from ncsn.config import FiguresConfig
 from ncsn.figures.common import pyplot, save_figure
 from ncsn.figures.toy_training import BOX, train_toy_score
-from ncsn.losses import ssm_loss
+from ncsn.core.losses import ssm_loss
 from ncsn.models import LevelMLP
-from ncsn.toy import GaussianMixture, paper_mixture
+from ncsn.core.toy import GaussianMixture, paper_mixture
 
 GRID_SIZE = 97  # points per axis: spacing 1/6 on [−8, 8], so every 6th point is a whole number
 ARROW_EVERY = 6  # quiver arrows on the whole-number points (17 × 17)

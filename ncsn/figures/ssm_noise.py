@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from ncsn.config import FiguresConfig
 from ncsn.figures.common import init_seeded, moving_average, pyplot, save_figure
-from ncsn.losses import ssm_loss
+from ncsn.core.losses import ssm_loss
 
 WIDTH = 16  # channels of the hidden layers
 LR = 1e-2  # Adam; larger than the paper's 1e-3 so that a few hundred steps reach the plateau

@@ -9,11 +9,11 @@ from torch import Tensor
 
 from ncsn.figures.common import init_seeded
 from ncsn.models import LevelMLP
-from ncsn.toy import GaussianMixture
+from ncsn.core.toy import GaussianMixture
 
 # The paper's toy setting (Section 3.2.2 / Fig. 3): starts uniform on [-BOX, BOX]^2.
 BOX = 8.0
-SMALL_MODE = (-5.0, -5.0)  # the mode of weight 1/5 in ncsn.toy.paper_mixture
+SMALL_MODE = (-5.0, -5.0)  # the mode of weight 1/5 in ncsn.core.toy.paper_mixture
 
 
 def small_mode_weight(x: Tensor) -> float:

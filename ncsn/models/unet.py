@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ncsn.losses.edm import edm_score
+from ncsn.core.losses.edm import edm_score
 from ncsn.models.attention import SelfAttention
 from ncsn.models.embedding import SigmaEmbedding
 
@@ -82,7 +82,7 @@ class UNet(nn.Module):
     * Output (``precond``): ``"ncsnv2"`` divides it by σ_i (NCSNv2 technique 3): the
       trained quantity σ_i·s_θ is O(1) at every level; the initial score is 0 and the
       initial DSM loss ½·D at every level. ``"edm"`` reads it as EDM's F
-      (``ncsn.losses.edm.edm_score``): the score of N(½, ¼ I) blurred by σ_i plus
+      (``ncsn.core.losses.edm.edm_score``): the score of N(½, ¼ I) blurred by σ_i plus
       the network's correction. The last conv starts at zero either way.
 
     * Layout: weights and activations are channels-last (``channels_last=True``),

@@ -26,9 +26,9 @@ MIN_USEFUL_ACCURACY = 0.9  # below this the classifier's feature space says litt
 def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
     """Train on ``paths.prepare/train.pt``, measure on ``test.pt``, write ``classifier.pt``."""
     from ncsn.data import load_split
-    from ncsn.devices import resolve_device
+    from ncsn.stages.devices import resolve_device
     from ncsn.evaluation.classifier import accuracy, save_classifier, save_untrained_marker, timed_train
-    from ncsn.evaluation.json_csv import write_json
+    from ncsn.storage.tables import write_json
 
     out_dir = Path(cfg.paths.classifier)
     train = load_split(cfg.paths.prepare, "train")

@@ -36,27 +36,27 @@ def _numeric(metrics: dict[str, Any]) -> dict[str, float]:
 
 def _register(cfg: Config, tracker, metrics: dict[str, Any]) -> None:
     """Hand the final model and its metrics to the model registry."""
-    from ncsn.checkpoint import final_model_path
-    from ncsn.registry import register_and_promote
+    from ncsn.storage.checkpoint import final_model_path
+    from ncsn.tracking.registry import register_and_promote
 
     register_and_promote(cfg, tracker, checkpoint=final_model_path(cfg), metrics=metrics)
 
 
 def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
     """Evaluate ``paths.sample`` against the held-out split; write ``paths.evaluate``."""
-    from ncsn.checkpoint import final_model_path, list_checkpoints, load_final_model
+    from ncsn.storage.checkpoint import final_model_path, list_checkpoints, load_final_model
     from ncsn.data import load_split
-    from ncsn.devices import resolve_device
-    from ncsn.distributed import init_distributed, local_rank
+    from ncsn.stages.devices import resolve_device
+    from ncsn.stages.distributed import init_distributed, local_rank
     from ncsn.evaluation import EvaluationError
     from ncsn.evaluation.class_balance import class_balance_metrics
     from ncsn.evaluation.extractor import resolve_extractor
-    from ncsn.evaluation.json_csv import write_json
+    from ncsn.storage.tables import write_json
     from ncsn.evaluation.memorisation_check import memorisation_metrics
     from ncsn.evaluation.sample_quality import fidelity_cache, sample_quality_metrics
     from ncsn.evaluation.selection import best_snapshot, score_snapshots, write_scores_csv
-    from ncsn.sampler_spec import resolve_sampler
-    from ncsn.shards import read_samples
+    from ncsn.stages.sampler import resolve_sampler
+    from ncsn.storage.shards import read_samples
 
     device, out_dir = resolve_device(cfg.base.device, local_rank()), Path(cfg.paths.evaluate)
     dist = init_distributed(device)

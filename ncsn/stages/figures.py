@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from ncsn.atomic import atomic_write
+from ncsn.storage.atomic import atomic_write
 from ncsn.config import Config, FiguresConfig
 
 
@@ -115,7 +115,7 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
     worker processes while this one draws figure 1 (each on one thread): the numbers are the same as
     one after the other, since every figure seeds its own generators.
     """
-    from ncsn.devices import resolve_device, usable_cpus
+    from ncsn.stages.devices import resolve_device, usable_cpus
     from ncsn.figures.common import FIGURE_FILES
 
     out_dir = Path(cfg.paths.figures)

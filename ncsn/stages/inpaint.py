@@ -5,7 +5,7 @@ occluded, completed, original), ``paths.inpaint/inpainting.png`` (all masks stac
 ``results.pt``, completing ``inpaint.n_images`` test images with the final model.
 
 ``--images DIR --masks DIR --out DIR [--model PATH_OR_URI]``: completes the user's PNG images
-with their same-named PNG masks (white = observed, black = fill; ``ncsn.user_images``) and writes
+with their same-named PNG masks (white = observed, black = fill; ``ncsn.storage.user_images``) and writes
 ``--out/<name>.png`` (observed pixels exactly as given, in the model's channels) and
 ``--out/grid/side_by_side.png`` (one row per image: observed with the holes grey, completed,
 original). Image ``name`` draws from the seed ``base.seed + crc32(name)``, so its completion is
@@ -30,19 +30,19 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ncsn.checkpoint import atomic_save, load_checkpoint, load_final_model
+from ncsn.storage.checkpoint import atomic_save, load_checkpoint, load_final_model
 from ncsn.config import Config
 from ncsn.data import load_split
 from ncsn.data.transforms import preprocess
-from ncsn.devices import resolve_device
-from ncsn.distributed import DistInfo, init_distributed, local_rank, map_chunks
-from ncsn.images import save_grid, save_png
-from ncsn.inpaint import inpaint, inpaint_pixels
-from ncsn.masks import make_mask
-from ncsn.rng import make_generators
-from ncsn.sampler_spec import SamplerSpec, resolve_sampler
-from ncsn.score_model import ScoreModel, load_for_sampling, to_uint8
-from ncsn.user_images import ImageInputError, read_pairs
+from ncsn.stages.devices import resolve_device
+from ncsn.stages.distributed import DistInfo, init_distributed, local_rank, map_chunks
+from ncsn.storage.images import save_grid, save_png
+from ncsn.core.inpaint import inpaint, inpaint_pixels
+from ncsn.core.masks import make_mask
+from ncsn.core.rng import make_generators
+from ncsn.stages.sampler import SamplerSpec, resolve_sampler
+from ncsn.storage.score_model import ScoreModel, load_for_sampling, to_uint8
+from ncsn.storage.user_images import ImageInputError, read_pairs
 
 USER_OPTIONS = ("masks", "out", "model")  # only with --images
 
@@ -68,7 +68,7 @@ def _complete(model: ScoreModel, spec: SamplerSpec, y: torch.Tensor, mask: torch
               dist: DistInfo) -> torch.Tensor:
     """Algorithm 2 for the images ``y`` [n, C, H, W] under ``mask`` ([n or 1, 1, H, W]), image i from ``seeds[i]``.
 
-    Under ``torchrun`` the ranks take contiguous chunks of the images (``ncsn.distributed.map_chunks``)
+    Under ``torchrun`` the ranks take contiguous chunks of the images (``ncsn.stages.distributed.map_chunks``)
     and every rank gets all completions; one process completes them in one batch.
 
     :return: [n, C, H, W] completions on ``y``'s device.
@@ -146,7 +146,7 @@ def run_user_images(cfg: Config, tracker, args: argparse.Namespace) -> None:
     if args.model is None:
         _, ckpt = load_final_model(cfg)
     else:
-        from ncsn.model_uri import resolve_model_uri
+        from ncsn.tracking.model_uri import resolve_model_uri
 
         ckpt = load_checkpoint(resolve_model_uri(args.model, cfg))
     size, channels = ckpt["data"]["image_size"], ckpt["data"]["channels"]

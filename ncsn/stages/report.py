@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
     """Render ``paths.report/report.html`` from the other stages' outputs and log it to MLflow."""
-    from ncsn.report import write_report
+    from ncsn.reporting import write_report
 
     path = write_report(cfg, getattr(args, "out", None))
     tracker.log_artifact(path, "report")

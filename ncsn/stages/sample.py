@@ -10,7 +10,7 @@ Writes into ``paths.sample`` (or ``--out``)::
 
 Sample ``i`` uses seed ``base.seed + i``. Shards are written atomically and only
 missing ones are drawn, so a rerun after a crash continues without duplicate or
-missing samples; memory stays flat in ``sample.n_samples`` (``ncsn.sample_run``).
+missing samples; memory stays flat in ``sample.n_samples`` (``ncsn.stages.sample_shards``).
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ncsn.checkpoint import file_sha256, load_checkpoint, load_final_model
+from ncsn.storage.checkpoint import file_sha256, load_checkpoint, load_final_model
 from ncsn.config import Config
-from ncsn.devices import resolve_device
-from ncsn.distributed import broadcast_from_main, init_distributed, local_rank
-from ncsn.sample_run import PREVIEWS, draw_shards, shard_manifest, write_previews
-from ncsn.sampler_spec import resolve_sampler
-from ncsn.score_model import load_for_sampling
+from ncsn.stages.devices import resolve_device
+from ncsn.stages.distributed import broadcast_from_main, init_distributed, local_rank
+from ncsn.stages.sample_shards import PREVIEWS, draw_shards, shard_manifest, write_previews
+from ncsn.stages.sampler import resolve_sampler
+from ncsn.storage.score_model import load_for_sampling
 
 
 def _positive_int(text: str) -> int:
@@ -55,7 +55,7 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
     if args.model is None:  # the pipeline's own model must fit params.yaml; --model may name any
         model_path, ckpt = load_final_model(cfg)
     else:  # rank 0 resolves (and downloads) a registry URI, so every rank samples the same version
-        from ncsn.registry import resolve_model_uri
+        from ncsn.tracking.registry import resolve_model_uri
 
         model_path = broadcast_from_main(resolve_model_uri(args.model, cfg) if dist.is_main else None, dist)
         ckpt = load_checkpoint(model_path)

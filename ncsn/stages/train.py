@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ncsn.checkpoint import load_final_model
+from ncsn.storage.checkpoint import load_final_model
 from ncsn.config import Config
 
 
 def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
     """Train on ``paths.prepare``; write checkpoints, logs and ``model.pt`` to ``paths.train``."""
-    from ncsn.sigma_logging import log_sigma_schedule
-    from ncsn.train import train
+    from ncsn.tracking.sigma_logging import log_sigma_schedule
+    from ncsn.stages.train_loop import train
 
     out_dir = Path(cfg.paths.train)
     train(cfg, cfg.paths.prepare, out_dir, on_metrics=tracker.log_metrics)

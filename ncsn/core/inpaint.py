@@ -1,0 +1,109 @@
+"""Inpainting (paper appendix, Algorithm 2) with either sampler of ``ncsn.stages.sampler``.
+
+Algorithm 1 plus one constraint: at level i a noisy copy ỹ = y + σ_i z of the
+observed image is drawn once, and after every Langevin step the observed pixels
+are reset to it, x ← x ⊙ (1 − m) + ỹ ⊙ m. The loop itself is the sampler's
+(:func:`ncsn.core.sampling.annealed_langevin_progressive`, or the predictor-corrector
+sampler, whose predictor steps are followed by the constraint too); the constraint
+is its ``hook``. :func:`inpaint_pixels` runs it on uint8 images with a loaded score model.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from ncsn.data.transforms import to_model_input
+from ncsn.core.rng import GeneratorLike, make_generators, rand_like, randn_like
+from ncsn.stages.sampler import SamplerSpec, progressive
+from ncsn.core.sampling import final_state
+from ncsn.storage.score_model import ScoreModel, to_uint8
+
+
+def validate_mask(mask: Tensor, y: Tensor) -> Tensor:
+    """``mask`` as a bool tensor on y's device, True where the pixel is observed.
+
+    :param mask: 0/1 values (any real or bool dtype), broadcastable to y's shape,
+        e.g. [B, 1, H, W] or [1, 1, H, W] for y [B, C, H, W].
+    :raises ValueError: when the mask does not broadcast to y, or holds values other than 0/1.
+    """
+    try:
+        broadcast = torch.broadcast_shapes(mask.shape, y.shape)
+    except RuntimeError:
+        broadcast = None
+    if broadcast != y.shape:
+        raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to y of shape {tuple(y.shape)}")
+    if mask.dtype == torch.bool:
+        return mask.to(y.device)
+    if mask.is_complex():
+        raise ValueError(f"mask must be real or bool, got dtype {mask.dtype}")
+    if not bool(((mask == 0) | (mask == 1)).all()):
+        raise ValueError("mask values must be 0 (missing) or 1 (observed)")
+    return (mask == 1).to(y.device)
+
+
+def inpaint(score_fn: Callable[[Tensor, Tensor], Tensor], y: Tensor, mask: Tensor, sigmas: Tensor, *,
+            n_steps_each: int, eps: float, generator: GeneratorLike = None, x0: Tensor | None = None,
+            convention: str = "paper", sampler: str = "ald", denoise: bool = False) -> Tensor:
+    """Complete the unobserved pixels of ``y`` (paper Algorithm 2).
+
+    For i = 1..L: ỹ = y + σ_i z (drawn once per level); T times the Langevin update of
+    :func:`ncsn.core.sampling.annealed_langevin` with α_i (same ``eps``/``convention``), then
+    x ← x ⊙ (1 − m) + ỹ ⊙ m. Returns x ⊙ (1 − m) + y ⊙ m, so observed pixels equal y exactly.
+    A mask with no observed pixel gives exactly the sampler's samples.
+
+    :param score_fn: s(x [B, ...], levels [B]) → [B, ...].
+    :param y: [B, ...] images; only the observed pixels are read.
+    :param mask: 0/1 or bool, broadcastable to y; 1 = observed.
+    :param sigmas: [L] noise levels, descending.
+    :param n_steps_each: T.
+    :param eps: ε (``"paper"``) or step_lr (``"reference"``).
+    :param sampler: ``"ald"`` (Algorithm 1) or ``"pc"`` (predictor-corrector; the constraint also
+        follows each predictor step, with the ỹ of the level it lands on).
+    :param denoise: end with the sampler's denoising step (before the observed pixels are set to y).
+    :param generator: None, a ``torch.Generator``, or B per-example generators (ncsn.core.rng).
+        Draws, in order: x0 (when not given), then per level the noise of the first step
+        (``pc``: from level 2 on, the predictor's), ỹ, and the remaining steps' noise.
+    :param x0: [B, ...] start; uniform on [0, 1) from ``generator`` when None.
+    :return: [B, ...] completed images.
+    """
+    observed = validate_mask(mask, y)
+    if x0 is None:
+        x0 = rand_like(y, generator)
+    sigma_list = [float(s) for s in sigmas.tolist()]
+    current: dict[str, object] = {"level": None, "y_tilde": None}
+
+    def clamp_observed(x: Tensor, level: int) -> Tensor:
+        # ỹ = y + σ_i z, drawn at the first step of level i
+        if current["level"] != level:
+            current["level"], current["y_tilde"] = level, y + sigma_list[level] * randn_like(y, generator)
+        # x ← x ⊙ (1 − m) + ỹ ⊙ m
+        return torch.where(observed, current["y_tilde"], x)
+
+    hook = clamp_observed if bool(observed.any()) else None
+    spec = SamplerSpec(sampler=sampler, n_steps_each=n_steps_each, eps=eps, convention=convention,
+                       denoise=denoise, num_levels=len(sigmas))
+    x = final_state(progressive(spec, score_fn, x0, sigmas, generator=generator, hook=hook), x0)
+    return torch.where(observed, y, x)
+
+
+def inpaint_pixels(model: ScoreModel, spec: SamplerSpec, pixels: Tensor, observed: Tensor,
+                   seeds: Sequence[int]) -> Tensor:
+    """Complete uint8 images with ``model`` and the sampler of ``spec`` (:func:`inpaint`).
+
+    The pixels go to model space as the held-out images of the pipeline do (p/255, the logit
+    transform when the model was trained with it; no dequantisation). Image i draws from its own
+    generator seeded with ``seeds[i]``, so its completion does not depend on the other images.
+
+    :param pixels: uint8 [B, C, H, W] in the model's channels and size.
+    :param observed: bool [B, 1, H, W] (or [B, C, H, W]), True where the pixel is observed.
+    :return: uint8 [B, C, H, W] on the CPU, equal to ``pixels`` wherever ``observed``.
+    """
+    device, lt = model.sigmas.device, model.logit_transform
+    y = to_model_input(pixels.to(device), dequantize=False, logit_transform=lt, flip=False, generator=None)
+    completed = inpaint(model.score(), y, observed.to(device), model.sigmas, sampler=spec.sampler,
+                        n_steps_each=spec.n_steps_each, eps=spec.eps, convention=spec.convention,
+                        denoise=spec.denoise, generator=make_generators(list(seeds), device))
+    return torch.where(observed.cpu(), pixels.cpu(), to_uint8(completed, logit_transform=lt))

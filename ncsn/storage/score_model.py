@@ -1,0 +1,130 @@
+"""A score network rebuilt from a checkpoint, ready for the samplers.
+
+:func:`load_score_model` rebuilds the network of a checkpoint (a path, or a dict already
+loaded by ``ncsn.storage.checkpoint``) from this package's source and its state dict, and decides how
+the samplers call it (bf16 autocast, ``torch.compile``). Sample ``i`` of a run starts from its
+own generator seeded with ``seeds[i]`` (:func:`initial_state`), so it is the same whatever the
+batch it falls in (up to the float rounding of the network's kernels at another batch size).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ncsn.storage.checkpoint import load_checkpoint
+from ncsn.config import ModelConfig, SampleConfig
+from ncsn.config.coercion import build_section
+from ncsn.stages.devices import bf16_slow_reason
+from ncsn.models import build_model
+from ncsn.core.rng import make_generators, rand_like
+
+ScoreFn = Callable[[Tensor, Tensor], Tensor]
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ScoreModel:
+    """A score network ready for sampling, with what describes it."""
+
+    net: nn.Module
+    sigmas: torch.Tensor  # [L], on the network's device
+    checkpoint: dict[str, Any]
+    score_fn: ScoreFn | None = None  # what the samplers call (compiled / autocast); ``net`` when None
+
+    def score(self) -> ScoreFn:
+        return self.net if self.score_fn is None else self.score_fn
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of one example: (C, H, W), or (D,) for vector data."""
+        data = self.checkpoint["data"]
+        if data["image_size"]:
+            return (data["channels"], data["image_size"], data["image_size"])
+        return (data["channels"],)
+
+    @property
+    def logit_transform(self) -> bool:
+        return bool(self.checkpoint["config"]["data"]["logit_transform"])
+
+
+def sampling_score_fn(net: nn.Module, *, bf16: bool = False, compile: bool = False) -> ScoreFn:
+    """The network as the samplers call it.
+
+    :param bf16: run it under bf16 autocast on its own device (CPU or CUDA); the score comes
+        back as float32, so the sampler's state stays float32. Not exact (≈2 % relative error);
+        slower than float32 on a CPU without native bf16 (a warning says so).
+    :param compile: ``torch.compile`` it (exact; each new batch shape compiles again).
+    :return: s(x [B, ...], levels [B]) → [B, ...] float32.
+    """
+    if not (bf16 or compile):
+        return net
+    fn = torch.compile(net) if compile else net
+    if not bf16:
+        return fn
+    device = next(net.parameters()).device
+    reason = bf16_slow_reason(device)
+    if reason:
+        log.warning("sample.bf16 is on, but %s; set sample.bf16: false", reason)
+    device_type = device.type
+
+    def score(x: Tensor, levels: Tensor) -> Tensor:
+        with torch.autocast(device_type, dtype=torch.bfloat16):
+            out = fn(x, levels)
+        return out.float()
+
+    return score
+
+
+def load_score_model(source: str | Path | dict[str, Any], device: torch.device | str = "cpu",
+                     *, use_ema: bool = True, bf16: bool = False, compile: bool = False) -> ScoreModel:
+    """Rebuild the network of a checkpoint (path or loaded dict) in eval mode.
+
+    :param use_ema: take the EMA weights when the checkpoint has them.
+    :param bf16: / :param compile: how the samplers call the network (:func:`sampling_score_fn`).
+    :raises CheckpointError: for unreadable or unsafe files.
+    """
+    ckpt = source if isinstance(source, dict) else load_checkpoint(source)
+    sigmas = ckpt["sigmas"].to(device)
+    # read as params.yaml is: lists (model.mults) become tuples; keys added since it was written take their defaults
+    where = "checkpoint" if isinstance(source, dict) else str(source)
+    model_cfg = build_section("model", ModelConfig, ckpt["config"]["model"], {}, where)
+    net = build_model(model_cfg, channels=ckpt["data"]["channels"], image_size=ckpt["data"]["image_size"],
+                      sigmas=sigmas)
+    weights = ckpt["ema"] if use_ema and ckpt.get("ema") is not None else ckpt["model"]
+    net.load_state_dict(weights)
+    net = net.to(device).eval()
+    return ScoreModel(net, sigmas, ckpt, sampling_score_fn(net, bf16=bf16, compile=compile))
+
+
+def load_for_sampling(source: str | Path | dict[str, Any], device: torch.device | str,
+                      cfg: SampleConfig) -> ScoreModel:
+    """:func:`load_score_model` as ``sample.*`` asks: EMA weights, bf16 autocast and compilation."""
+    return load_score_model(source, device, use_ema=cfg.use_ema, bf16=cfg.bf16, compile=cfg.compile)
+
+
+def to_uint8(x: torch.Tensor, *, logit_transform: bool = False) -> torch.Tensor:
+    """Model-space images → uint8 pixels.
+
+    :param x: [B, C, H, W] in [0, 1] (or logit space when ``logit_transform``).
+    :return: [B, C, H, W] uint8 on the CPU.
+    """
+    if logit_transform:
+        x = torch.sigmoid(x)
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+
+
+def initial_state(model: ScoreModel, seeds: Sequence[int]) -> tuple[torch.Tensor, list[torch.Generator]]:
+    """Uniform starting points x₀ ~ U[0,1)^D (paper Algorithm 1), one generator per sample.
+
+    :return: (x0 [len(seeds), *shape] on the model's device, the generators).
+    """
+    device = model.sigmas.device
+    generators = make_generators(seeds, device)
+    x0 = rand_like(torch.empty(len(seeds), *model.shape, device=device), generators)
+    return x0, generators
