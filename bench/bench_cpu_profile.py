@@ -53,7 +53,9 @@ from ncsn.data.prepare import NATIVE_CHANNELS, NATIVE_SIZE  # noqa: E402
 from ncsn.stages.devices import usable_cpus  # noqa: E402
 from ncsn.core.losses.weighting import draw_levels, weighted_dsm_loss  # noqa: E402
 from ncsn.models import build_model, count_parameters  # noqa: E402
-from ncsn.core.sigmas import geometric_sigmas, resolve_sigmas  # noqa: E402
+from ncsn.storage.score_model import network_args  # noqa: E402
+from ncsn.core.sigmas import geometric_sigmas  # noqa: E402
+from ncsn.data.stats import resolve_sigmas  # noqa: E402
 
 
 def cpu_info() -> dict[str, str]:
@@ -116,7 +118,8 @@ class TrainStep:
         channels, size = image_shape(cfg)
         self.sigmas, self.sigma_source = noise_levels(cfg)
         torch.manual_seed(cfg.base.seed)
-        self.model = build_model(cfg.model, channels=channels, image_size=size, sigmas=self.sigmas)
+        self.model = build_model(**network_args(cfg.model), channels=channels, image_size=size,
+                                 sigmas=self.sigmas)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.net = torch.compile(self.model) if compile else self.model

@@ -28,6 +28,7 @@ from ncsn.cli import main
 from ncsn.config import ConfigError, ModelConfig, load_config
 from ncsn.data.folder import SkippedImagesWarning, load_folder
 from ncsn.models import build_model
+from ncsn.storage.score_model import network_args
 from ncsn.storage.shards import existing_shards, read_samples
 from ncsn.core.sigmas import geometric_sigmas
 from tests.helpers import REPO, link_prepared, ncsn_command, write_params
@@ -77,7 +78,7 @@ def _fake_model(params: Path, path: Path, *, dataset: str | None = None) -> Path
     config["model"] |= {"arch": "unet", "ngf": 8}
     sigmas = geometric_sigmas(1.0, 0.01, 10)
     torch.manual_seed(0)
-    net = build_model(ModelConfig(arch="unet", ngf=8), channels=1, image_size=28, sigmas=sigmas)
+    net = build_model("unet", ngf=8, channels=1, image_size=28, sigmas=sigmas)
     atomic_save({"format": FORMAT, "step": 1, "config": config, "sigmas": sigmas,
                  "data": {"dataset": config["base"]["dataset"], "channels": 1, "image_size": 28},
                  "model": net.state_dict(), "ema": None}, path)
@@ -235,7 +236,7 @@ def test_inpaint_refuses_a_model_of_another_dataset(tmp_path: Path, prepared: Pa
     config = load_config(params).to_dict()
     config["base"]["dataset"] = "cifar10"
     sigmas = geometric_sigmas(1.0, 0.01, 10)
-    net = build_model(load_config(params).model, channels=3, image_size=8, sigmas=sigmas)
+    net = build_model(**network_args(load_config(params).model), channels=3, image_size=8, sigmas=sigmas)
     atomic_save({"format": FORMAT, "step": 1, "config": config, "sigmas": sigmas,
                  "data": {"dataset": "cifar10", "channels": 3, "image_size": 8}, "model": net.state_dict(),
                  "ema": None}, tmp_path / "outputs" / "train" / "model.pt")

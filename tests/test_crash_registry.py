@@ -26,6 +26,7 @@ from ncsn.storage.checkpoint import FORMAT, atomic_save, file_sha256
 from ncsn.config import Config
 from ncsn.storage.score_model import load_score_model
 from ncsn.models import build_model
+from ncsn.storage.score_model import network_args
 from ncsn.core.sigmas import geometric_sigmas
 from ncsn.tracking.runs import PARENT_ENV, stage_run
 from tests.helpers import REPO, ncsn_command, write_params
@@ -52,7 +53,7 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     paths = []
     for step in range(N_CHECKPOINTS + 1):
         torch.manual_seed(step)
-        net = build_model(cfg.model, channels=1, image_size=8, sigmas=sigmas)
+        net = build_model(**network_args(cfg.model), channels=1, image_size=8, sigmas=sigmas)
         path = root / f"model{step}.pt"
         atomic_save({"format": FORMAT, "step": step, "config": cfg.to_dict(), "sigmas": sigmas,
                      "data": {"dataset": "mnist5k", "channels": 1, "image_size": 8},

@@ -21,6 +21,10 @@ from ncsn.data.transforms import from_model_input, resolve_flip, to_model_input
 from tests.data_fixtures import banded_rgb, write_cifar10, write_image, write_mnist
 
 
+def _flip(cfg: Config) -> bool:
+    return resolve_flip(cfg.data.flip, cfg.base.dataset)
+
+
 def _cfg(dataset: str = "mnist5k", **data) -> Config:
     return config_from_dict({"base": {"dataset": dataset, "device": "cpu"}, "data": data})
 
@@ -94,7 +98,7 @@ def test_cifar10_batches_fixture(tmp_path: Path) -> None:
     assert train.data.shape == (15, 3, 32, 32) and test.data.shape == (4, 3, 32, 32)
     assert torch.equal(train.data, torch.from_numpy(arrays["train_images"]))
     assert torch.equal(test.labels, torch.from_numpy(arrays["test_labels"]))
-    assert stats["shape"] == [3, 32, 32] and resolve_flip(cfg)
+    assert stats["shape"] == [3, 32, 32] and resolve_flip(cfg.data.flip, cfg.base.dataset)
 
 
 def test_cifar10_batch_with_foreign_code_is_refused(tmp_path: Path) -> None:
@@ -224,9 +228,9 @@ def test_logit_round_trip(pixels: torch.Tensor) -> None:
 
 
 def test_resolve_flip_follows_the_paper() -> None:
-    assert resolve_flip(_cfg("cifar10")) and resolve_flip(_cfg("celeba"))
-    assert not resolve_flip(_cfg("mnist5k")) and resolve_flip(_cfg("mnist5k", flip=True))
-    assert not resolve_flip(_cfg("cifar10", flip=False))
+    assert _flip(_cfg("cifar10")) and _flip(_cfg("celeba"))
+    assert not _flip(_cfg("mnist5k")) and _flip(_cfg("mnist5k", flip=True))
+    assert not _flip(_cfg("cifar10", flip=False))
 
 
 # ----------------------------------------------------------------------------- prepare stage files

@@ -10,7 +10,8 @@ import torch
 
 from ncsn.config import DATASETS, ConfigError, load_config
 from ncsn.core.losses import dsm_loss
-from ncsn.core.losses.edm import P_MEAN, P_STD, SIGMA_DATA, edm_level_probs, edm_loss_weight, edm_score
+from ncsn.core.losses.edm import edm_level_probs, edm_loss_weight
+from ncsn.core.precond import SIGMA_DATA, edm_score
 from ncsn.core.losses.weighting import draw_levels, weighted_dsm_loss
 from ncsn.models import UNet
 from tests.helpers import write_params
@@ -47,7 +48,7 @@ def test_weighted_dsm_is_edm_loss_on_the_denoiser_target() -> None:
     torch.testing.assert_close(got, 0.5 * (f - target).pow(2).flatten(1).sum(1), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize(("mean", "std"), [(P_MEAN, P_STD), (-0.6, 0.9)])
+@pytest.mark.parametrize(("mean", "std"), [(-2.0, 1.2), (-0.6, 0.9)])
 def test_level_probabilities_follow_the_log_normal_density(mean: float, std: float) -> None:
     probs = edm_level_probs(SIGMAS, mean, std)
     assert probs.shape == (40,)

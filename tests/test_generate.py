@@ -17,6 +17,7 @@ from ncsn.config import SampleConfig, config_from_dict
 from ncsn.stages.sampler import resolve_sampler, sample_batch, trajectory
 from ncsn.storage.score_model import initial_state, load_score_model
 from ncsn.models import build_model
+from ncsn.storage.score_model import network_args
 from ncsn.core.sampling import annealed_langevin, predictor_corrector, technique4_eps
 from ncsn.core.sigmas import geometric_sigmas
 
@@ -28,7 +29,7 @@ def checkpoint() -> dict:
     cfg = config_from_dict({"profile": "smoke", "data": {"image_size": 8}})
     torch.manual_seed(0)
     sigmas = geometric_sigmas(1.0, 0.01, 4)
-    net = build_model(cfg.model, channels=1, image_size=8, sigmas=sigmas)
+    net = build_model(**network_args(cfg.model), channels=1, image_size=8, sigmas=sigmas)
     with torch.no_grad():  # the output layer starts at zero: give every weight a value
         for param in net.parameters():
             param.add_(0.1 * torch.randn_like(param))

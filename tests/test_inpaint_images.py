@@ -18,6 +18,7 @@ from ncsn.storage.checkpoint import FORMAT, atomic_save
 from ncsn.cli import main
 from ncsn.config import load_config
 from ncsn.models import build_model
+from ncsn.storage.score_model import network_args
 from ncsn.core.sigmas import geometric_sigmas
 from tests.helpers import write_params
 
@@ -38,7 +39,7 @@ def _checkpoint(params: Path, path: Path, *, channels: int = 1, logit: bool = Fa
     config["data"]["logit_transform"] = logit
     sigmas = geometric_sigmas(1.0, 0.01, 4)
     torch.manual_seed(0)
-    net = build_model(cfg.model, channels=channels, image_size=SIZE, sigmas=sigmas)
+    net = build_model(**network_args(cfg.model), channels=channels, image_size=SIZE, sigmas=sigmas)
     with torch.no_grad():  # the output layer starts at zero: give every weight a value
         for param in net.parameters():
             param.add_(0.1 * torch.randn_like(param))

@@ -23,7 +23,8 @@ pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402
 
 from ncsn.storage.checkpoint import FORMAT, atomic_save  # noqa: E402
-from ncsn.models import build_model  # noqa: E402
+from ncsn.models import build_model
+from ncsn.storage.score_model import network_args  # noqa: E402
 from ncsn.core.sigmas import geometric_sigmas  # noqa: E402
 from tests.helpers import REPO  # noqa: E402
 from tests.registry_worker import worker_config  # noqa: E402
@@ -91,7 +92,7 @@ def _checkpoint(path: Path) -> Path:
     cfg = worker_config(path.parent)
     sigmas = geometric_sigmas(1.0, 0.01, 4)
     torch.manual_seed(0)
-    net = build_model(cfg.model, channels=1, image_size=8, sigmas=sigmas)
+    net = build_model(**network_args(cfg.model), channels=1, image_size=8, sigmas=sigmas)
     atomic_save({"format": FORMAT, "step": 0, "config": cfg.to_dict(), "sigmas": sigmas,
                  "data": {"dataset": "mnist5k", "channels": 1, "image_size": 8},
                  "model": net.state_dict(), "ema": None}, path)

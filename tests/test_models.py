@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 
 import pytest
 import torch
 from torch import nn
 
-from ncsn.config import ModelConfig
 from ncsn.models import LevelMLP, UNet, build_model, count_parameters
+from ncsn.storage.score_model import network_args
 
 SIGMAS = torch.logspace(0, -2, 10)  # σ₁ = 1 … σ_L = 0.01, the paper's schedule
 HAS_REFINENET = importlib.util.find_spec("ncsn.models.refinenet") is not None
@@ -100,13 +99,12 @@ def test_level_matters_beyond_the_one_over_sigma_scaling(make, shape) -> None:
 
 @pytest.mark.parametrize("arch,channels,size", [("unet", 1, 28), ("mlp", 2, 0)])
 def test_same_seed_same_model_and_outputs(arch: str, channels: int, size: int) -> None:
-    cfg = ModelConfig(arch=arch, ngf=8)
     shape = (3, channels, size, size) if size else (3, channels)
     x, levels = _inputs(shape)
     outputs, states = [], []
     for seed in (0, 0, 1):
         torch.manual_seed(seed)
-        model = build_model(cfg, channels=channels, image_size=size, sigmas=SIGMAS)
+        model = build_model(arch, ngf=8, channels=channels, image_size=size, sigmas=SIGMAS)
         states.append(model.state_dict())
         outputs.append(_perturb(model)(x, levels))
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
@@ -153,16 +151,15 @@ def test_unconditional_mlp_is_plain_score_model() -> None:
 
 
 def test_factory_builds_each_small_arch() -> None:
-    unet = build_model(ModelConfig(arch="unet", ngf=8), channels=3, image_size=32, sigmas=SIGMAS)
-    mlp = build_model(ModelConfig(arch="mlp", ngf=16), channels=2, image_size=0, sigmas=SIGMAS)
+    unet = build_model("unet", ngf=8, channels=3, image_size=32, sigmas=SIGMAS)
+    mlp = build_model("mlp", ngf=16, channels=2, image_size=0, sigmas=SIGMAS)
     assert isinstance(unet, UNet) and unet.channels == 3
     assert isinstance(mlp, LevelMLP) and mlp.out.out_features == 2
 
 
 def test_factory_rejects_unknown_arch() -> None:
-    cfg = dataclasses.replace(ModelConfig(), arch="resnet")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"'resnet'.*'ncsn', 'ncsnv2', 'unet', 'mlp'"):
-        build_model(cfg, channels=1, image_size=28, sigmas=SIGMAS)
+        build_model("resnet", ngf=8, channels=1, image_size=28, sigmas=SIGMAS)
 
 
 @pytest.mark.skipif(not HAS_REFINENET, reason="ncsn/models/refinenet.py not written yet")
@@ -170,7 +167,7 @@ def test_factory_rejects_unknown_arch() -> None:
 @pytest.mark.parametrize("channels,size", [(1, 28), (3, 32)])
 def test_factory_paper_networks(arch: str, channels: int, size: int) -> None:
     torch.manual_seed(0)
-    model = _perturb(build_model(ModelConfig(arch=arch, ngf=8), channels=channels, image_size=size, sigmas=SIGMAS))
+    model = _perturb(build_model(arch, ngf=8, channels=channels, image_size=size, sigmas=SIGMAS))
     x, _ = _inputs((2, channels, size, size))
     first, last = model(x, torch.zeros(2, dtype=torch.long)), model(x, torch.full((2,), len(SIGMAS) - 1))
     assert first.shape == x.shape and torch.isfinite(first).all()
@@ -225,7 +222,7 @@ def test_a_checkpoint_of_a_wider_network_with_attention_loads_back_as_written(tm
 
     cfg = config_from_dict(compose_params(["model.mults=[0.25,1,3]", "model.attention=true", "model.precond=edm"]))
     torch.manual_seed(0)
-    net = build_model(cfg.model, channels=1, image_size=28, sigmas=SIGMAS)
+    net = build_model(**network_args(cfg.model), channels=1, image_size=28, sigmas=SIGMAS)
     for p in net.parameters():  # every weight, the zero-initialised ones included, takes part
         torch.nn.init.normal_(p, std=0.05)
     path = tmp_path / "model.pt"

@@ -18,6 +18,7 @@ from ncsn.storage.checkpoint import FORMAT, CheckpointError, atomic_save
 from ncsn.config import Config, config_from_dict
 from ncsn.storage.score_model import load_score_model
 from ncsn.models import build_model
+from ncsn.storage.score_model import network_args
 from ncsn.core.sigmas import geometric_sigmas
 from ncsn.tracking.runs import stage_run
 
@@ -42,7 +43,7 @@ def _checkpoint(cfg: Config, path: Path, seed: int = 0) -> Path:
     """A real sampling checkpoint of the smoke U-Net (1 channel, 8x8), in our format."""
     torch.manual_seed(seed)
     sigmas = geometric_sigmas(1.0, 0.01, 4)
-    net = build_model(cfg.model, channels=1, image_size=8, sigmas=sigmas)
+    net = build_model(**network_args(cfg.model), channels=1, image_size=8, sigmas=sigmas)
     atomic_save({"format": FORMAT, "step": seed, "config": cfg.to_dict(), "sigmas": sigmas,
                  "data": {"dataset": cfg.base.dataset, "channels": 1, "image_size": 8},
                  "model": net.state_dict(), "ema": None}, path)

@@ -1,25 +1,22 @@
-"""Inpainting (paper appendix, Algorithm 2) with either sampler of ``ncsn.stages.sampler``.
+"""Inpainting (paper appendix, Algorithm 2) with either sampler of ``ncsn.core.sampling``.
 
 Algorithm 1 plus one constraint: at level i a noisy copy ỹ = y + σ_i z of the
 observed image is drawn once, and after every Langevin step the observed pixels
 are reset to it, x ← x ⊙ (1 − m) + ỹ ⊙ m. The loop itself is the sampler's
 (:func:`ncsn.core.sampling.annealed_langevin_progressive`, or the predictor-corrector
 sampler, whose predictor steps are followed by the constraint too); the constraint
-is its ``hook``. :func:`inpaint_pixels` runs it on uint8 images with a loaded score model.
+is its ``hook``.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable
 
 import torch
 from torch import Tensor
 
-from ncsn.data.transforms import to_model_input
-from ncsn.core.rng import GeneratorLike, make_generators, rand_like, randn_like
-from ncsn.stages.sampler import SamplerSpec, progressive
-from ncsn.core.sampling import final_state
-from ncsn.storage.score_model import ScoreModel, to_uint8
+from ncsn.core.rng import GeneratorLike, rand_like, randn_like
+from ncsn.core.sampling import final_state, sample_progressive
 
 
 def validate_mask(mask: Tensor, y: Tensor) -> Tensor:
@@ -83,27 +80,7 @@ def inpaint(score_fn: Callable[[Tensor, Tensor], Tensor], y: Tensor, mask: Tenso
         return torch.where(observed, current["y_tilde"], x)
 
     hook = clamp_observed if bool(observed.any()) else None
-    spec = SamplerSpec(sampler=sampler, n_steps_each=n_steps_each, eps=eps, convention=convention,
-                       denoise=denoise, num_levels=len(sigmas))
-    x = final_state(progressive(spec, score_fn, x0, sigmas, generator=generator, hook=hook), x0)
+    steps = sample_progressive(sampler, score_fn, x0, sigmas, n_steps_each=n_steps_each, eps=eps,
+                               convention=convention, denoise=denoise, generator=generator, hook=hook)
+    x = final_state(steps, x0)
     return torch.where(observed, y, x)
-
-
-def inpaint_pixels(model: ScoreModel, spec: SamplerSpec, pixels: Tensor, observed: Tensor,
-                   seeds: Sequence[int]) -> Tensor:
-    """Complete uint8 images with ``model`` and the sampler of ``spec`` (:func:`inpaint`).
-
-    The pixels go to model space as the held-out images of the pipeline do (p/255, the logit
-    transform when the model was trained with it; no dequantisation). Image i draws from its own
-    generator seeded with ``seeds[i]``, so its completion does not depend on the other images.
-
-    :param pixels: uint8 [B, C, H, W] in the model's channels and size.
-    :param observed: bool [B, 1, H, W] (or [B, C, H, W]), True where the pixel is observed.
-    :return: uint8 [B, C, H, W] on the CPU, equal to ``pixels`` wherever ``observed``.
-    """
-    device, lt = model.sigmas.device, model.logit_transform
-    y = to_model_input(pixels.to(device), dequantize=False, logit_transform=lt, flip=False, generator=None)
-    completed = inpaint(model.score(), y, observed.to(device), model.sigmas, sampler=spec.sampler,
-                        n_steps_each=spec.n_steps_each, eps=spec.eps, convention=spec.convention,
-                        denoise=spec.denoise, generator=make_generators(list(seeds), device))
-    return torch.where(observed.cpu(), pixels.cpu(), to_uint8(completed, logit_transform=lt))

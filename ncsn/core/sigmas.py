@@ -6,8 +6,6 @@
 * :func:`technique2_overlap`, :func:`technique2_ratio`, :func:`num_levels_for_dim`:
   NCSNv2 technique 2, the ratio γ = σ_{i−1}/σ_i with
   Φ(√(2D)(γ−1) + 3γ) − Φ(√(2D)(γ−1) − 3γ) ≈ 0.5, and the L it implies.
-* :func:`resolve_sigmas`: the run's schedule from ``model.*``, taking ``auto`` values from
-  the prepare stage's ``stats.json``; :func:`write_sigmas_csv` writes it as ``sigmas.csv``.
 
 About technique 2 and the NCSNv2 paper's numbers: solving the equation exactly
 with target 0.5 gives γ ≈ 1.0398 for CIFAR-10 (D = 3072) and L = 220 from σ₁ = 50
@@ -18,16 +16,10 @@ FFHQ 256²) share that same overlap ≈ 0.567. ``target`` is therefore a paramet
 
 from __future__ import annotations
 
-import csv
 import math
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 from torch import Tensor
-
-if TYPE_CHECKING:
-    from ncsn.config import ModelConfig
 
 
 def check_sigma_range(sigma_begin: float, sigma_end: float) -> None:
@@ -153,44 +145,3 @@ def num_levels_for_dim(dim: int, sigma_begin: float, sigma_end: float, *, target
     gamma = technique2_ratio(dim, target=target)
     intervals = math.log(sigma_begin / sigma_end) / math.log(gamma)
     return math.ceil(intervals - 1e-9 * max(1.0, intervals)) + 1
-
-
-def resolve_sigmas(model_cfg: ModelConfig, stats: dict[str, Any]) -> Tensor:
-    """The run's geometric schedule from ``model.sigma_begin``, ``sigma_end`` and ``num_levels``.
-
-    ``sigma_begin: auto`` takes ``stats["sigma_begin_suggestion"]`` (technique 1). ``num_levels:
-    auto`` takes ``stats["num_levels_suggestion"]`` when σ₁ is that suggestion too (the prepare
-    stage computed L for it and ``model.sigma_end``), and technique 2 for a σ₁ given as a number.
-
-    :param stats: the prepare stage's ``stats.json``.
-    :return: [L] descending noise levels, float32.
-    :raises ConfigError: when ``num_levels: auto`` has no answer (e.g. 2-D data).
-    """
-    from ncsn.config import ConfigError
-
-    sigma_begin = stats["sigma_begin_suggestion"] if model_cfg.sigma_begin == "auto" else model_cfg.sigma_begin
-    if model_cfg.num_levels != "auto":
-        num_levels = model_cfg.num_levels
-    elif model_cfg.sigma_begin == "auto" and stats.get("sigma_end") == model_cfg.sigma_end:
-        num_levels = stats.get("num_levels_suggestion")
-    else:
-        try:
-            num_levels = num_levels_for_dim(math.prod(stats["shape"]), float(sigma_begin), model_cfg.sigma_end)
-        except ValueError:
-            num_levels = None
-    if num_levels is None:
-        raise ConfigError(f"'model.num_levels' = 'auto' has no answer for data of shape {stats['shape']} from"
-                          f" sigma {sigma_begin} to {model_cfg.sigma_end} (NCSNv2 technique 2); set a number.")
-    return geometric_sigmas(float(sigma_begin), model_cfg.sigma_end, int(num_levels))
-
-
-def write_sigmas_csv(path: str | Path, sigmas: Sequence[float] | Tensor) -> None:
-    """``sigmas.csv``: a ``level,sigma`` row per noise level (8 significant digits).
-
-    :param sigmas: [L] noise levels.
-    """
-    values = sigmas.tolist() if isinstance(sigmas, Tensor) else [float(s) for s in sigmas]
-    with Path(path).open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["level", "sigma"])
-        writer.writerows([i, f"{s:.8g}"] for i, s in enumerate(values))

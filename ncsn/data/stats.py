@@ -2,13 +2,21 @@
 
 * per-channel mean and standard deviation, in the model's [0, 1] pixel space;
 * NCSNv2 technique 1: σ₁ ≈ the largest Euclidean distance between two training points;
-* NCSNv2 technique 2: the number of levels L from that σ₁ down to σ_L for D = C·H·W.
+* NCSNv2 technique 2: the number of levels L from that σ₁ down to σ_L for D = C·H·W;
+* :func:`resolve_sigmas`: the run's schedule from ``model.*``, taking its ``auto`` values
+  from these statistics.
 """
 
 from __future__ import annotations
 
+import math
+from typing import TYPE_CHECKING, Any
+
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from ncsn.config import ModelConfig
 
 _CHUNK = 1024
 
@@ -60,3 +68,33 @@ def num_levels_suggestion(dim: int, sigma_begin: float, sigma_end: float) -> int
         return num_levels_for_dim(dim, sigma_begin, sigma_end)
     except ValueError:
         return None
+
+
+def resolve_sigmas(model_cfg: ModelConfig, stats: dict[str, Any]) -> Tensor:
+    """The run's geometric schedule from ``model.sigma_begin``, ``sigma_end`` and ``num_levels``.
+
+    ``sigma_begin: auto`` takes ``stats["sigma_begin_suggestion"]`` (technique 1). ``num_levels:
+    auto`` takes ``stats["num_levels_suggestion"]`` when σ₁ is that suggestion too (the prepare
+    stage computed L for it and ``model.sigma_end``), and technique 2 for a σ₁ given as a number.
+
+    :param stats: the prepare stage's ``stats.json``.
+    :return: [L] descending noise levels, float32.
+    :raises ConfigError: when ``num_levels: auto`` has no answer (e.g. 2-D data).
+    """
+    from ncsn.config import ConfigError
+    from ncsn.core.sigmas import geometric_sigmas, num_levels_for_dim
+
+    sigma_begin = stats["sigma_begin_suggestion"] if model_cfg.sigma_begin == "auto" else model_cfg.sigma_begin
+    if model_cfg.num_levels != "auto":
+        num_levels = model_cfg.num_levels
+    elif model_cfg.sigma_begin == "auto" and stats.get("sigma_end") == model_cfg.sigma_end:
+        num_levels = stats.get("num_levels_suggestion")
+    else:
+        try:
+            num_levels = num_levels_for_dim(math.prod(stats["shape"]), float(sigma_begin), model_cfg.sigma_end)
+        except ValueError:
+            num_levels = None
+    if num_levels is None:
+        raise ConfigError(f"'model.num_levels' = 'auto' has no answer for data of shape {stats['shape']} from"
+                          f" sigma {sigma_begin} to {model_cfg.sigma_end} (NCSNv2 technique 2); set a number.")
+    return geometric_sigmas(float(sigma_begin), model_cfg.sigma_end, int(num_levels))

@@ -7,8 +7,8 @@ Training-time options (``data`` section of params.yaml), applied in this order:
 * random horizontal flip of each example with probability ½ (paper: CIFAR-10, CelebA);
 * the logit transform: x ← logit(λ + (1 − 2λ)·x), λ = 1e-6 (the reference's).
 
-:func:`preprocess` applies the options of a ``Config`` to a stored batch (training,
-validation, inpainting); :func:`to_model_input` is the transform itself.
+:func:`preprocess` applies these options to a stored batch (training, validation,
+inpainting); :func:`to_model_input` is the transform itself.
 """
 
 from __future__ import annotations
@@ -17,32 +17,31 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ncsn.config import Config
-
 LOGIT_LAMBDA = 1e-6
 FLIP_DATASETS = ("cifar10", "celeba")
 _BELOW_ONE = 1.0 - 2.0 ** -24  # the largest float32 below 1
 
 
-def resolve_flip(cfg: Config) -> bool:
-    """``data.flip``, or the paper's choice when null: flips for CIFAR-10 and CelebA only."""
-    if cfg.data.flip is not None:
-        return cfg.data.flip
-    return cfg.base.dataset in FLIP_DATASETS
+def resolve_flip(flip: bool | None, dataset: str) -> bool:
+    """``data.flip``, or the paper's choice when it is None: flips for CIFAR-10 and CelebA only."""
+    if flip is not None:
+        return flip
+    return dataset in FLIP_DATASETS
 
 
-def preprocess(batch: Tensor, cfg: Config, generator: torch.Generator | None) -> Tensor:
-    """Stored examples → model input with the ``data`` options of ``cfg``.
+def preprocess(batch: Tensor, generator: torch.Generator | None, *, dequantize: bool, logit_transform: bool,
+               flip: bool) -> Tensor:
+    """Stored examples → model input.
 
     :param batch: uint8 [B, C, H, W] images (to [0, 1] plus dequantisation, flips and logit as
-        configured) or float [B, D] points (returned as float32, unchanged).
+        :func:`to_model_input` does) or float [B, D] points (returned as float32, unchanged).
     :param generator: the source of the random options (see :func:`to_model_input`).
     :return: float32, the shape of ``batch``.
     """
     if batch.dtype != torch.uint8:
         return batch.float()
-    return to_model_input(batch, dequantize=cfg.data.dequantize, logit_transform=cfg.data.logit_transform,
-                          flip=resolve_flip(cfg), generator=generator)
+    return to_model_input(batch, dequantize=dequantize, logit_transform=logit_transform, flip=flip,
+                          generator=generator)
 
 
 def to_model_input(batch: Tensor, *, dequantize: bool, logit_transform: bool, flip: bool,

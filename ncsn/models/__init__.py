@@ -14,38 +14,41 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ncsn.config import ARCHS, ModelConfig
 from ncsn.models.mlp import LevelMLP
 from ncsn.models.unet import UNet
 
-__all__ = ["build_model", "count_parameters", "LevelMLP", "UNet"]
+ARCHS = ("ncsn", "ncsnv2", "unet", "mlp")
+
+__all__ = ["ARCHS", "build_model", "count_parameters", "LevelMLP", "UNet"]
 
 
-def build_model(cfg: ModelConfig, *, channels: int, image_size: int, sigmas: Tensor) -> nn.Module:
-    """The score network named by ``cfg.arch``, with its noise levels as a buffer.
+def build_model(arch: str, *, channels: int, image_size: int, sigmas: Tensor, ngf: int,
+                mults: tuple[float, ...] = (0.5, 1.0, 2.0), precond: str = "ncsnv2",
+                attention: bool = False) -> nn.Module:
+    """The score network named ``arch`` (one of :data:`ARCHS`), with its noise levels as a buffer.
 
-    :param cfg: ``arch``, ``ngf`` (base width; the MLP's hidden width), and for ``unet`` ``mults``,
-        ``attention`` and ``precond`` are read.
     :param channels: image channels, or the dimension D of vector data.
     :param image_size: image height = width; 0 for vector data (``mlp``, which ignores it).
     :param sigmas: [L] descending noise levels; L = ``len(sigmas)``.
-    :raises ValueError: for an unknown ``cfg.arch``.
+    :param ngf: base width (the MLP's hidden width).
+    :param mults: / :param precond: / :param attention: ``unet`` only (``ncsn.models.unet.UNet``).
+    :raises ValueError: for an unknown ``arch``.
     """
     num_levels = len(sigmas)
-    if cfg.arch == "ncsn":
+    if arch == "ncsn":
         from ncsn.models.refinenet import NCSN
 
-        return NCSN(channels, image_size, cfg.ngf, num_levels, sigmas=sigmas)
-    elif cfg.arch == "ncsnv2":
+        return NCSN(channels, image_size, ngf, num_levels, sigmas=sigmas)
+    elif arch == "ncsnv2":
         from ncsn.models.refinenet import NCSN
 
-        return NCSN(channels, image_size, cfg.ngf, num_levels, sigmas=sigmas, conditional=False)
-    elif cfg.arch == "unet":
-        return UNet(channels, image_size, cfg.ngf, num_levels, sigmas=sigmas, mults=cfg.mults, precond=cfg.precond,
-                    attention=cfg.attention)
-    elif cfg.arch == "mlp":
-        return LevelMLP(dim=channels, hidden=cfg.ngf, num_levels=num_levels, sigmas=sigmas)
-    raise ValueError(f"unknown model.arch {cfg.arch!r}; expected one of {', '.join(repr(a) for a in ARCHS)}")
+        return NCSN(channels, image_size, ngf, num_levels, sigmas=sigmas, conditional=False)
+    elif arch == "unet":
+        return UNet(channels, image_size, ngf, num_levels, sigmas=sigmas, mults=mults, precond=precond,
+                    attention=attention)
+    elif arch == "mlp":
+        return LevelMLP(dim=channels, hidden=ngf, num_levels=num_levels, sigmas=sigmas)
+    raise ValueError(f"unknown model.arch {arch!r}; expected one of {', '.join(repr(a) for a in ARCHS)}")
 
 
 def count_parameters(model: nn.Module) -> int:

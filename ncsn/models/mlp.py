@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ncsn.core.precond import ncsnv2_score
 from ncsn.models.embedding import SigmaEmbedding
 
 
@@ -48,9 +49,17 @@ class LevelMLP(nn.Module):
         :return: [B, D] estimated score ∇ₓ log p_σ(x).
         """
         assert x.ndim == 2 and levels.shape == (x.shape[0],), f"x {tuple(x.shape)}, levels {tuple(levels.shape)}"
-        sigma = self.sigmas[levels]  # [B]
+        return self.forward_sigma(x, self.sigmas[levels])
+
+    def forward_sigma(self, x: Tensor, sigma: Tensor) -> Tensor:
+        """The score at any noise level: the embedding of σ is continuous.
+
+        :param x: [B, D] (noisy) data. :param sigma: [B] σ of each example.
+        :return: [B, D] estimated score ∇ₓ log p_σ(x).
+        """
+        assert x.ndim == 2 and sigma.shape == (x.shape[0],), f"x {tuple(x.shape)}, sigma {tuple(sigma.shape)}"
         e = self.embed(sigma)  # [B, hidden]
         h = x / torch.sqrt(1.0 + sigma**2)[:, None]
         for layer, cond in zip(self.layers, self.cond):
             h = self.act(layer(h) + cond(e))
-        return self.out(h) / sigma[:, None]
+        return ncsnv2_score(self.out(h), sigma[:, None])

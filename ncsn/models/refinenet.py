@@ -7,6 +7,7 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
+from ncsn.core.precond import ncsnv2_score
 from ncsn.models.layers import NormFactory, RefineBlock, ResidualBlock, elu
 from ncsn.models.normalization import ConditionalInstanceNorm2dPlus, InstanceNorm2dPlus
 
@@ -123,7 +124,7 @@ class NCSN(nn.Module):
         out = self.end_conv(elu(self.norm_out(ref, levels)))
         if not self.conditional:
             assert self.sigmas is not None
-            out = out / self.sigmas[levels].view(-1, 1, 1, 1)
+            out = ncsnv2_score(out, self.sigmas[levels].view(-1, 1, 1, 1))
         return out.contiguous()
 
 

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ncsn.core.losses.edm import edm_score
+from ncsn.core.precond import PRECONDS, precondition
 from ncsn.models.attention import SelfAttention
 from ncsn.models.embedding import SigmaEmbedding
 
@@ -82,7 +82,7 @@ class UNet(nn.Module):
     * Output (``precond``): ``"ncsnv2"`` divides it by σ_i (NCSNv2 technique 3): the
       trained quantity σ_i·s_θ is O(1) at every level; the initial score is 0 and the
       initial DSM loss ½·D at every level. ``"edm"`` reads it as EDM's F
-      (``ncsn.core.losses.edm.edm_score``): the score of N(½, ¼ I) blurred by σ_i plus
+      (``ncsn.core.precond.edm_score``): the score of N(½, ¼ I) blurred by σ_i plus
       the network's correction. The last conv starts at zero either way.
 
     * Layout: weights and activations are channels-last (``channels_last=True``),
@@ -96,8 +96,8 @@ class UNet(nn.Module):
                  mults: tuple[float, ...] = (0.5, 1.0, 2.0), channels_last: bool = True,
                  precond: str = "ncsnv2", attention: bool = False) -> None:
         super().__init__()
-        if precond not in ("ncsnv2", "edm"):
-            raise ValueError(f"precond must be 'ncsnv2' or 'edm', got {precond!r}")
+        if precond not in PRECONDS:
+            raise ValueError(f"precond must be one of {', '.join(repr(p) for p in PRECONDS)}, got {precond!r}")
         self.precond = precond
         assert sigmas.shape == (num_levels,), f"sigmas must have shape [{num_levels}], got {tuple(sigmas.shape)}"
         factor = 2 ** (len(mults) - 1)
@@ -130,9 +130,18 @@ class UNet(nn.Module):
         :param levels: [B] int64 in 0..L−1 (0 = largest σ).
         :return: [B, C, H, W] estimated score ∇ₓ log p_σ(x).
         """
-        assert x.ndim == 4 and x.shape[1] == self.channels, f"expected [B, {self.channels}, H, W], got {tuple(x.shape)}"
         assert levels.shape == (x.shape[0],), f"levels must have shape [{x.shape[0]}], got {tuple(levels.shape)}"
-        sigma = self.sigmas[levels]  # [B]
+        return self.forward_sigma(x, self.sigmas[levels])
+
+    def forward_sigma(self, x: Tensor, sigma: Tensor) -> Tensor:
+        """The score at any noise level: the embedding of σ is continuous.
+
+        :param x: [B, C, H, W] noisy images (data range [0, 1]).
+        :param sigma: [B] σ of each example (float32, on x's device).
+        :return: [B, C, H, W] estimated score ∇ₓ log p_σ(x).
+        """
+        assert x.ndim == 4 and x.shape[1] == self.channels, f"expected [B, {self.channels}, H, W], got {tuple(x.shape)}"
+        assert sigma.shape == (x.shape[0],), f"sigma must have shape [{x.shape[0]}], got {tuple(sigma.shape)}"
         e = self.embed(sigma)  # [B, E]
         h = (2 * x - 1) / torch.sqrt(1 + 4 * sigma**2)[:, None, None, None]
         if self.channels_last:
@@ -150,7 +159,4 @@ class UNet(nn.Module):
         for k in reversed(range(len(self.dec))):
             h = self.dec[k](self.up[k](h) + skips.pop(), e)
         h = self.conv_out(self.act(self.norm_out(h))).contiguous()
-        sigma = sigma[:, None, None, None]
-        if self.precond == "edm":
-            return edm_score(x, sigma, h)
-        return h / sigma
+        return precondition(self.precond, x, sigma[:, None, None, None], h)

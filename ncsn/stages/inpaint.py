@@ -37,10 +37,10 @@ from ncsn.data.transforms import preprocess
 from ncsn.stages.devices import resolve_device
 from ncsn.stages.distributed import DistInfo, init_distributed, local_rank, map_chunks
 from ncsn.storage.images import save_grid, save_png
-from ncsn.core.inpaint import inpaint, inpaint_pixels
+from ncsn.core.inpaint import inpaint
 from ncsn.core.masks import make_mask
 from ncsn.core.rng import make_generators
-from ncsn.stages.sampler import SamplerSpec, resolve_sampler
+from ncsn.stages.sampler import SamplerSpec, inpaint_pixels, resolve_inpaint_sampler
 from ncsn.storage.score_model import ScoreModel, load_for_sampling, to_uint8
 from ncsn.storage.user_images import ImageInputError, read_pairs
 
@@ -55,13 +55,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, metavar="DIR", help="folder for the completions (with --images)")
     parser.add_argument("--model", default=None, metavar="PATH_OR_URI", help="checkpoint path or registry URI such as"
                         " models:/ncsn-mnist5k@champion (with --images; default: paths.train/model.pt)")
-
-
-def _inpaint_spec(cfg: Config, model: ScoreModel) -> SamplerSpec:
-    """``sample.*`` with the ``inpaint.*`` overrides, without a denoising step, correcting at every level."""
-    ic = cfg.inpaint
-    return resolve_sampler(cfg.sample, model.sigmas, sampler=ic.sampler, n_steps_each=ic.n_steps_each, eps=ic.eps,
-                           denoise=False, every_level=True)
 
 
 def _complete(model: ScoreModel, spec: SamplerSpec, y: torch.Tensor, mask: torch.Tensor, seeds: list[int],
@@ -102,11 +95,10 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
         (out_dir / "SKIPPED.txt").write_text("inpainting applies to image datasets only\n")
         return
     ic = cfg.inpaint
-    spec = _inpaint_spec(cfg, model)
+    spec = resolve_inpaint_sampler(cfg, model.sigmas)
     tracker.log_params({f"inpaint_sampler.{k}": v for k, v in spec.to_dict().items()})
     # Clean held-out images in model space (no dequantisation or flips).
-    clean = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, dequantize=False, flip=False))
-    y = preprocess(test, clean, None).to(device)
+    y = preprocess(test, None, dequantize=False, logit_transform=cfg.data.logit_transform, flip=False).to(device)
     n, lt = len(y), model.logit_transform
     rows, results = [], {}
     for k, kind in enumerate(ic.masks):
@@ -155,7 +147,7 @@ def run_user_images(cfg: Config, tracker, args: argparse.Namespace) -> None:
                               "--images needs a model of images")
     pairs = read_pairs(args.images, args.masks, channels=channels, image_size=size)
     model = load_for_sampling(ckpt, resolve_device(cfg.base.device), cfg.sample)
-    spec = _inpaint_spec(cfg, model)
+    spec = resolve_inpaint_sampler(cfg, model.sigmas)
     tracker.log_params({f"inpaint_sampler.{k}": v for k, v in spec.to_dict().items()})
     rows = []
     for pair in tqdm(pairs, desc="inpaint", unit="img", dynamic_ncols=True):

@@ -1,4 +1,4 @@
-"""The sampler a run uses, resolved once, and the one place that dispatches on it.
+"""The sampler a run uses, resolved once from ``sample.*``, and its runs on a loaded score model.
 
 :class:`SamplerSpec` holds every setting that decides the samples besides the network and
 the seeds: the sampler (``ald``: annealed Langevin dynamics, paper Algorithm 1; ``pc``:
@@ -8,6 +8,9 @@ levels the predictor-corrector corrects (``sample.corrector_sigmas``). A stage b
 once (:func:`resolve_sampler`) from ``sample.*`` and the model's σ, with its own overrides
 (checkpoint selection: T = ``evaluate.select_steps_each``; inpainting: ``inpaint.*``), logs
 it, and the sample stage writes it into the shard manifest, where the report reads it.
+:func:`sample_batch`, :func:`trajectory` and :func:`inpaint_pixels` run it on a
+:class:`~ncsn.storage.score_model.ScoreModel` (the dispatch on the sampler's name is
+:func:`ncsn.core.sampling.sample_progressive`).
 """
 
 from __future__ import annotations
@@ -19,14 +22,14 @@ from typing import Any, Callable, Iterator, Literal, Sequence
 import torch
 from torch import Tensor
 
-from ncsn.config import SampleConfig
-from ncsn.core.rng import GeneratorLike
-from ncsn.core.sampling import (Hook, annealed_langevin_progressive, corrector_steps, final_state,
-                           predictor_corrector_progressive, technique4_eps)
-from ncsn.storage.score_model import ScoreModel, initial_state
+from ncsn.config import Config, SampleConfig
+from ncsn.core.inpaint import inpaint
+from ncsn.core.rng import GeneratorLike, make_generators
+from ncsn.core.sampling import SAMPLERS, Hook, corrector_steps, final_state, sample_progressive, technique4_eps
+from ncsn.data.transforms import to_model_input
+from ncsn.storage.score_model import ScoreModel, initial_state, to_uint8
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
-SAMPLER_NAMES = {"ald": "annealed Langevin dynamics (Algorithm 1)", "pc": "predictor-corrector"}
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,7 @@ class SamplerSpec:
         if self.corrector_sigmas is not None:
             lo, hi = self.corrector_sigmas
             levels = f"at the {self.corrected_levels} levels with sigma in [{lo:g}, {hi:g}]"
-        return (f"{SAMPLER_NAMES[self.sampler]}, T = {self.n_steps_each} steps {levels}, {eps}, "
+        return (f"{SAMPLERS[self.sampler]}, T = {self.n_steps_each} steps {levels}, {eps}, "
                 f"denoise = {self.denoise}, {self.evaluations_per_sample} network evaluations per sample")
 
 
@@ -102,6 +105,13 @@ def resolve_sampler(cfg: SampleConfig, sigmas: Sequence[float] | Tensor, *, samp
                        eps_auto=eps == "auto", corrector_sigmas=band, corrected_levels=corrected)
 
 
+def resolve_inpaint_sampler(cfg: Config, sigmas: Sequence[float] | Tensor) -> SamplerSpec:
+    """``sample.*`` with the ``inpaint.*`` overrides, without a denoising step, correcting at every level."""
+    ic = cfg.inpaint
+    return resolve_sampler(cfg.sample, sigmas, sampler=ic.sampler, n_steps_each=ic.n_steps_each, eps=ic.eps,
+                           denoise=False, every_level=True)
+
+
 def progressive(spec: SamplerSpec, score_fn: ScoreFn, x0: Tensor, sigmas: Tensor, *,
                 generator: GeneratorLike = None, hook: Hook | None = None) -> Iterator[tuple[int, Tensor]]:
     """Run the sampler of ``spec`` from ``x0``: ``(level, x)`` after each level (then the denoising step).
@@ -113,19 +123,9 @@ def progressive(spec: SamplerSpec, score_fn: ScoreFn, x0: Tensor, sigmas: Tensor
     """
     if len(sigmas) != spec.num_levels:
         raise ValueError(f"the sampler was resolved for {spec.num_levels} noise levels, the model has {len(sigmas)}")
-    if spec.sampler == "pc":
-        if spec.convention != "paper":
-            raise ValueError(f"sampler 'pc' takes eps in the 'paper' convention, got {spec.convention!r}")
-        return predictor_corrector_progressive(score_fn, x0, sigmas, n_steps_each=spec.n_steps_each, eps=spec.eps,
-                                               generator=generator, denoise=spec.denoise,
-                                               corrector_sigmas=spec.corrector_sigmas, hook=hook)
-    if spec.corrector_sigmas is not None:
-        raise ValueError(f"corrector_sigmas is for sampler 'pc', got sampler {spec.sampler!r}")
-    if spec.sampler == "ald":
-        return annealed_langevin_progressive(score_fn, x0, sigmas, n_steps_each=spec.n_steps_each, eps=spec.eps,
-                                             generator=generator, denoise=spec.denoise,
-                                             convention=spec.convention, hook=hook)
-    raise ValueError(f"sampler must be 'ald' or 'pc', got {spec.sampler!r}")
+    return sample_progressive(spec.sampler, score_fn, x0, sigmas, n_steps_each=spec.n_steps_each, eps=spec.eps,
+                              convention=spec.convention, denoise=spec.denoise,
+                              corrector_sigmas=spec.corrector_sigmas, generator=generator, hook=hook)
 
 
 def sample_batch(model: ScoreModel, seeds: Sequence[int], spec: SamplerSpec) -> torch.Tensor:
@@ -142,3 +142,23 @@ def trajectory(model: ScoreModel, seeds: Sequence[int], spec: SamplerSpec) -> It
     x0, generators = initial_state(model, seeds)
     yield -1, x0
     yield from progressive(spec, model.score(), x0, model.sigmas, generator=generators)
+
+
+def inpaint_pixels(model: ScoreModel, spec: SamplerSpec, pixels: Tensor, observed: Tensor,
+                   seeds: Sequence[int]) -> Tensor:
+    """Complete uint8 images with ``model`` and the sampler of ``spec`` (:func:`ncsn.core.inpaint.inpaint`).
+
+    The pixels go to model space as the held-out images of the pipeline do (p/255, the logit
+    transform when the model was trained with it; no dequantisation). Image i draws from its own
+    generator seeded with ``seeds[i]``, so its completion does not depend on the other images.
+
+    :param pixels: uint8 [B, C, H, W] in the model's channels and size.
+    :param observed: bool [B, 1, H, W] (or [B, C, H, W]), True where the pixel is observed.
+    :return: uint8 [B, C, H, W] on the CPU, equal to ``pixels`` wherever ``observed``.
+    """
+    device, lt = model.sigmas.device, model.logit_transform
+    y = to_model_input(pixels.to(device), dequantize=False, logit_transform=lt, flip=False, generator=None)
+    completed = inpaint(model.score(), y, observed.to(device), model.sigmas, sampler=spec.sampler,
+                        n_steps_each=spec.n_steps_each, eps=spec.eps, convention=spec.convention,
+                        denoise=spec.denoise, generator=make_generators(list(seeds), device))
+    return torch.where(observed.cpu(), pixels.cpu(), to_uint8(completed, logit_transform=lt))

@@ -43,8 +43,10 @@ from ncsn.stages.devices import bf16_slow_reason, resolve_device
 from ncsn.stages.distributed import DistInfo, barrier, init_distributed, local_rank
 from ncsn.core.losses.weighting import draw_levels, weighted_dsm_loss
 from ncsn.models import build_model
-from ncsn.core.sigmas import resolve_sigmas, write_sigmas_csv
-from ncsn.stages.validation import validation_loss
+from ncsn.storage.score_model import network_args
+from ncsn.data.stats import resolve_sigmas
+from ncsn.storage.tables import write_sigmas_csv
+from ncsn.stages.validation import input_options, validation_loss
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +93,8 @@ def _new_state(cfg: Config, data: _Data, sigmas: torch.Tensor, device: torch.dev
     """The model (seeded with ``base.seed``), Adam, the EMA and the generators at step 0."""
     tc = cfg.train
     torch.manual_seed(cfg.base.seed)
-    model = build_model(cfg.model, channels=data.channels, image_size=data.image_size, sigmas=sigmas).to(device)
+    model = build_model(**network_args(cfg.model), channels=data.channels, image_size=data.image_size,
+                        sigmas=sigmas).to(device)
     if tc.channels_last and data.image_size:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, betas=(tc.beta1, 0.999), weight_decay=tc.weight_decay)
@@ -174,7 +177,7 @@ def _train_step(net: nn.Module, state: _State, data: _Data, sigmas: torch.Tensor
     lo, hi = dist_info.rank * tc.batch_size, (dist_info.rank + 1) * tc.batch_size
     # One global batch: the same draws on every rank, each rank takes its slice.
     idx = torch.randint(0, len(data.train), (global_batch,), generator=state.data_gen)
-    x = preprocess(data.train[idx], cfg, state.data_gen).to(device, non_blocking=True)
+    x = preprocess(data.train[idx], state.data_gen, **input_options(cfg)).to(device, non_blocking=True)
     levels = draw_levels(tc.weighting, sigmas, global_batch, state.noise_gen, log_sigma_mean=tc.log_sigma_mean,
                          log_sigma_std=tc.log_sigma_std)
     noise = torch.randn(x.shape, generator=state.noise_gen, device=device)

@@ -11,8 +11,14 @@ import torch
 from torch import nn
 
 from ncsn.config import Config
-from ncsn.data.transforms import preprocess
 from ncsn.core.losses import dsm_loss_at
+from ncsn.data.transforms import preprocess, resolve_flip
+
+
+def input_options(cfg: Config) -> dict[str, bool]:
+    """The ``data.*`` options of :func:`ncsn.data.transforms.preprocess` (``flip`` resolved for the dataset)."""
+    return {"dequantize": cfg.data.dequantize, "logit_transform": cfg.data.logit_transform,
+            "flip": resolve_flip(cfg.data.flip, cfg.base.dataset)}
 
 
 @torch.no_grad()
@@ -32,7 +38,7 @@ def validation_loss(model: nn.Module, val: torch.Tensor, sigmas: torch.Tensor, c
     cpu_gen = torch.Generator().manual_seed(cfg.base.seed + 1)
     totals = torch.zeros(len(sigmas), device=device)
     for start in range(0, len(val), batch_size):
-        x = preprocess(val[start:start + batch_size], cfg, cpu_gen).to(device)
+        x = preprocess(val[start:start + batch_size], cpu_gen, **input_options(cfg)).to(device)
         for level in range(len(sigmas)):
             totals[level] += dsm_loss_at(model, x, sigmas, level, anneal_power=cfg.train.anneal_power,
                                          generator=gen).sum()

@@ -81,6 +81,12 @@ def sampling_score_fn(net: nn.Module, *, bf16: bool = False, compile: bool = Fal
     return score
 
 
+def network_args(model: ModelConfig) -> dict[str, Any]:
+    """The ``model.*`` keys that shape the network, as :func:`ncsn.models.build_model` takes them."""
+    return {"arch": model.arch, "ngf": model.ngf, "mults": model.mults, "precond": model.precond,
+            "attention": model.attention}
+
+
 def load_score_model(source: str | Path | dict[str, Any], device: torch.device | str = "cpu",
                      *, use_ema: bool = True, bf16: bool = False, compile: bool = False) -> ScoreModel:
     """Rebuild the network of a checkpoint (path or loaded dict) in eval mode.
@@ -94,8 +100,8 @@ def load_score_model(source: str | Path | dict[str, Any], device: torch.device |
     # read as params.yaml is: lists (model.mults) become tuples; keys added since it was written take their defaults
     where = "checkpoint" if isinstance(source, dict) else str(source)
     model_cfg = build_section("model", ModelConfig, ckpt["config"]["model"], {}, where)
-    net = build_model(model_cfg, channels=ckpt["data"]["channels"], image_size=ckpt["data"]["image_size"],
-                      sigmas=sigmas)
+    net = build_model(**network_args(model_cfg), channels=ckpt["data"]["channels"],
+                      image_size=ckpt["data"]["image_size"], sigmas=sigmas)
     weights = ckpt["ema"] if use_ema and ckpt.get("ema") is not None else ckpt["model"]
     net.load_state_dict(weights)
     net = net.to(device).eval()

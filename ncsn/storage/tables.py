@@ -1,4 +1,4 @@
-"""Atomic writers of the evaluation outputs: JSON (metrics), CSV (tables) and raw bytes (pictures)."""
+"""Atomic writers of the stages' small outputs: JSON (metrics), CSV (tables, the σ schedule) and raw bytes."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import json
 import math
 from pathlib import Path
 from typing import Any, Sequence
+
+from torch import Tensor
 
 from ncsn.storage.atomic import atomic_write
 
@@ -37,3 +39,12 @@ def write_csv(path: str | Path, header: Sequence[str], rows: Sequence[Sequence[A
     writer.writerow(header)
     writer.writerows([[f"{v:.6g}" if isinstance(v, float) else v for v in row] for row in rows])
     write_bytes(path, buffer.getvalue().encode())
+
+
+def write_sigmas_csv(path: str | Path, sigmas: Sequence[float] | Tensor) -> None:
+    """``sigmas.csv``: a ``level,sigma`` row per noise level (8 significant digits).
+
+    :param sigmas: [L] noise levels.
+    """
+    values = sigmas.tolist() if isinstance(sigmas, Tensor) else [float(s) for s in sigmas]
+    write_csv(path, ["level", "sigma"], [[i, f"{s:.8g}"] for i, s in enumerate(values)])

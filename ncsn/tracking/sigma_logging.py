@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ncsn.core.sigmas import write_sigmas_csv
+from ncsn.storage.tables import write_sigmas_csv
 from ncsn.tracking.trackers import NullTracker, Tracker
 
 SIGMAS_PARAM_LENGTH = 500  # longer schedules are shortened in the parameter (the CSV has them all)

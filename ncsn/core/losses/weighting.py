@@ -11,20 +11,22 @@ import torch
 from torch import Tensor
 
 from ncsn.core.losses.dsm import ScoreFn, dsm_loss
-from ncsn.core.losses.edm import P_MEAN, P_STD, edm_level_probs, edm_loss_weight
+from ncsn.core.losses.edm import edm_level_probs, edm_loss_weight
 
 WEIGHTINGS = ("paper", "edm")
 
 
 def draw_levels(weighting: str, sigmas: Tensor, n: int, generator: torch.Generator, *,
-                log_sigma_mean: float = P_MEAN, log_sigma_std: float = P_STD) -> Tensor:
+                log_sigma_mean: float | None = None, log_sigma_std: float | None = None) -> Tensor:
     """n level indices for one training batch.
 
     :param sigmas: [L] noise levels, on the device the indices go to (``generator``'s).
-    :param log_sigma_mean: / :param log_sigma_std: ``"edm"``'s P_mean and P_std (of ln σ).
+    :param log_sigma_mean: / :param log_sigma_std: ``"edm"``'s P_mean and P_std (of ln σ), required by it.
     :return: [n] int64 in 0..L−1.
     """
     if weighting == "edm":
+        if log_sigma_mean is None or log_sigma_std is None:
+            raise ValueError("weighting 'edm' needs log_sigma_mean and log_sigma_std")
         probs = edm_level_probs(sigmas, log_sigma_mean, log_sigma_std)
         return torch.multinomial(probs, n, replacement=True, generator=generator)
     if weighting == "paper":
