@@ -18,7 +18,8 @@ import errno
 import sys
 from typing import Sequence
 
-STAGES = ("prepare", "classifier", "train", "sample", "evaluate", "inpaint", "figures", "report")
+from ncsn.stages import STAGES
+
 
 
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.EACCES,
