@@ -108,7 +108,8 @@ class Model:
                 out = net.forward_sigma(xd, sigma_b)
             else:
                 shown = ", ".join(f"{s:.4g}" for s in self.sigmas.tolist())
-                raise ValueError(f"sigma = {sigma_b.unique().tolist()} is not a noise level of this network"
+                asked = ", ".join(f"{s:.4g}" for s in sigma_b.unique().tolist())
+                raise ValueError(f"sigma = {asked} is not a noise level of this network"
                                  f" (model.arch {self.config.model.arch!r} takes only its trained levels: {shown})")
         return out.clone().to(x.device)
 

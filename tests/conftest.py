@@ -36,6 +36,21 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "outputs" / "prepare"
 
 
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory, prepared: Path) -> Path:
+    """A folder whose ``outputs/train`` holds the smoke profile's trained U-Net, trained once per session.
+
+    Read-only: its ``params.yaml`` points every stage's outputs into the folder.
+    """
+    from ncsn.cli import main
+    from tests.helpers import link_prepared, write_params
+
+    root = tmp_path_factory.mktemp("trained")
+    link_prepared(root, prepared)
+    assert main(["--params", str(write_params(root)), "train"]) == 0
+    return root
+
+
 @pytest.fixture(scope="module")
 def empty_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An initialised, empty MLflow SQLite database to copy (schema migrations run once per module)."""
