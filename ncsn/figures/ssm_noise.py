@@ -18,7 +18,6 @@ The figure draws that bound; the clean loss crosses it, the perturbed loss level
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from torch import Tensor, nn
 from ncsn.config import FiguresConfig
 from ncsn.figures.common import init_seeded, moving_average, pyplot, save_figure
 from ncsn.core.losses import ssm_loss
+from ncsn.storage.tables import write_csv as write_table
 
 WIDTH = 16  # channels of the hidden layers
 LR = 1e-2  # Adam; larger than the paper's 1e-3 so that a few hundred steps reach the plateau
@@ -159,16 +159,11 @@ def compute(images: Tensor, cfg: FiguresConfig, *, seed: int, dataset: str,
 
 def write_csv(curves: SsmCurves, path: str | Path) -> Path:
     """``step, clean, perturbed`` (empty where a run stopped early)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     n = max(len(curves.clean), len(curves.perturbed))
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["step", "clean", "perturbed"])
-        for i in range(n):
-            row = [f"{c[i]:.6g}" if i < len(c) else "" for c in (curves.clean, curves.perturbed)]
-            writer.writerow([i + 1, *row])
-    return path
+    rows = [[i + 1, *[f"{c[i]:.6g}" if i < len(c) else "" for c in (curves.clean, curves.perturbed)]]
+            for i in range(n)]
+    write_table(path, ["step", "clean", "perturbed"], rows)
+    return Path(path)
 
 
 def plot(curves: SsmCurves, path: str | Path) -> Path:

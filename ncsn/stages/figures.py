@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from ncsn.storage.atomic import atomic_write
+from ncsn.storage.tables import write_text
 from ncsn.config import Config, FiguresConfig
 
 
@@ -38,7 +38,7 @@ def _plain_json(value: Any) -> Any:
 def write_numbers(path: Path, numbers: dict[str, Any]) -> None:
     """figures.json, atomically."""
     text = json.dumps(_plain_json(numbers), indent=2) + "\n"
-    atomic_write(path, lambda f: f.write(text.encode()))
+    write_text(path, text)
 
 
 def flat_metrics(numbers: dict[str, Any], prefix: str = "") -> dict[str, float]:
@@ -74,7 +74,7 @@ def figure2(fc: FiguresConfig, seed: int, device: str, out_dir: Path, prepare_di
     if images.ndim != 4:
         reason = f"figure 2 needs image data; dataset '{dataset}' holds vectors"
         placeholder_figure(out_dir / FIGURE_FILES["ssm_noise"], reason)
-        (out_dir / FIGURE_FILES["ssm_noise_csv"]).write_text("step,clean,perturbed\n")
+        write_text(out_dir / FIGURE_FILES["ssm_noise_csv"], "step,clean,perturbed\n")
         return {"skipped": reason}
     fig2 = ssm_noise.compute(images, fc, seed=seed, dataset=dataset, device=device)
     ssm_noise.plot(fig2, out_dir / FIGURE_FILES["ssm_noise"])

@@ -42,6 +42,7 @@ from ncsn.core.masks import make_mask
 from ncsn.core.rng import make_generators
 from ncsn.stages.sampler import SamplerSpec, inpaint_pixels, resolve_inpaint_sampler
 from ncsn.storage.score_model import ScoreModel, load_for_sampling, to_uint8
+from ncsn.storage.tables import write_text
 from ncsn.storage.user_images import ImageInputError, read_pairs
 
 USER_OPTIONS = ("masks", "out", "model")  # only with --images
@@ -92,7 +93,7 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
     model = load_for_sampling(ckpt, device, cfg.sample)
     test = load_split(cfg.paths.prepare, "test").data[: cfg.inpaint.n_images]
     if test.ndim != 4:
-        (out_dir / "SKIPPED.txt").write_text("inpainting applies to image datasets only\n")
+        write_text(out_dir / "SKIPPED.txt", "inpainting applies to image datasets only\n")
         return
     ic = cfg.inpaint
     spec = resolve_inpaint_sampler(cfg, model.sigmas)

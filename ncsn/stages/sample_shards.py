@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from ncsn.stages.distributed import DistInfo, barrier, broadcast_from_main, my_share
-from ncsn.storage.images import grid_image, save_gif, save_grid, scatter_image
+from ncsn.storage.images import grid_image, save_gif, save_grid, save_image, scatter_image
 from ncsn.stages.sampler import SamplerSpec, sample_batch, trajectory
 from ncsn.storage.score_model import ScoreModel, to_uint8
 from ncsn.storage.shards import (SampleError, existing_shards, read_samples, remove_partial_files, reset_if_stale,
@@ -121,7 +121,7 @@ def _write_trajectory(model: ScoreModel, spec: SamplerSpec, seeds: list[int], ou
         table = torch.stack(columns, dim=1).flatten(0, 1)
         save_grid(table, out_dir / "trajectory.png", nrow=len(columns))
     else:
-        frames[-1].save(out_dir / "trajectory.png")
+        save_image(frames[-1], out_dir / "trajectory.png")
 
 
 def write_previews(model: ScoreModel, spec: SamplerSpec, shard_dir: Path, out_dir: Path, *,
@@ -139,7 +139,7 @@ def write_previews(model: ScoreModel, spec: SamplerSpec, shard_dir: Path, out_di
             save_grid(samples[:100], out_dir / "grid.png", nrow=10)
         else:
             all_points, _ = read_samples(shard_dir)
-            scatter_image(all_points, title=f"{len(all_points)} samples").save(out_dir / "grid.png")
+            save_image(scatter_image(all_points, title=f"{len(all_points)} samples"), out_dir / "grid.png")
         _write_trajectory(model, spec, trajectory_seeds, out_dir)
     except OSError as err:
         raise SampleError(f"cannot write into {out_dir}: {err.strerror or err}") from None

@@ -45,7 +45,7 @@ from ncsn.core.losses.weighting import draw_levels, weighted_dsm_loss
 from ncsn.models import build_model
 from ncsn.storage.score_model import network_args
 from ncsn.data.stats import resolve_sigmas
-from ncsn.storage.tables import write_sigmas_csv
+from ncsn.storage.tables import write_csv, write_sigmas_csv
 from ncsn.stages.validation import input_options, validation_loss
 
 log = logging.getLogger(__name__)
@@ -205,20 +205,20 @@ def _train_step(net: nn.Module, state: _State, data: _Data, sigmas: torch.Tensor
 
 
 class _CsvLog:
-    """Append-only CSV that forgets rows past the step it resumes from."""
+    """A CSV that grows by rows, rewritten whole (atomically) at each row; on resume it keeps the
+    rows up to the step it resumes from."""
 
     def __init__(self, path: Path, header: list[str], resume_step: int) -> None:
-        self.path = path
-        rows: list[list[str]] = []
+        self.path, self.header = path, header
+        self.rows: list[list[Any]] = []
         if resume_step > 0 and path.is_file():
             with path.open() as f:
-                rows = [r for r in list(csv.reader(f))[1:] if r and int(r[0]) <= resume_step]
-        with path.open("w", newline="") as f:
-            csv.writer(f).writerows([header, *rows])
+                self.rows = [r for r in list(csv.reader(f))[1:] if r and int(r[0]) <= resume_step]
+        write_csv(path, header, self.rows)
 
     def append(self, row: list[Any]) -> None:
-        with self.path.open("a", newline="") as f:
-            csv.writer(f).writerow([f"{v:.6g}" if isinstance(v, float) else v for v in row])
+        self.rows.append(row)
+        write_csv(self.path, self.header, self.rows)
 
 
 def train(cfg: Config, data_dir: str | Path, out_dir: str | Path, *,

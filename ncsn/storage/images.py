@@ -36,6 +36,11 @@ def grid_image(images: torch.Tensor, nrow: int, padding: int = 2) -> Image.Image
     return Image.fromarray(array[..., 0] if images.shape[1] == 1 else array)
 
 
+def save_image(picture: Image.Image, path: str | Path) -> None:
+    """Write a PIL image as a PNG."""
+    atomic_write(path, lambda f: picture.save(f, format="PNG"))
+
+
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int) -> None:
     """Write uint8 images [B, C, H, W] as a PNG grid."""
     image = grid_image(images, nrow)

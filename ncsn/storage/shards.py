@@ -119,9 +119,7 @@ def reset_if_stale(folder: str | Path, manifest: dict[str, Any]) -> None:
             return
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(manifest, indent=2))
-        tmp.replace(path)
+        atomic_write(path, lambda f: f.write(json.dumps(manifest, indent=2).encode()))
     except OSError as err:
         raise SampleError(f"cannot write {folder}: {err.strerror or err}") from None
 

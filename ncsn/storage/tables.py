@@ -19,6 +19,11 @@ def write_bytes(path: str | Path, data: bytes) -> None:
     atomic_write(path, lambda f: f.write(data))
 
 
+def write_text(path: str | Path, text: str) -> None:
+    """Write UTF-8 ``text`` atomically."""
+    write_bytes(path, text.encode("utf-8"))
+
+
 def _finite(value: Any) -> Any:
     """JSON has no NaN/inf: write them as null."""
     if isinstance(value, float) and not math.isfinite(value):
