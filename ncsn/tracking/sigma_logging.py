@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
 
 from ncsn.core.sigmas import write_sigmas_csv
+from ncsn.figures.sigma_schedule import sigma_schedule_png
+from ncsn.storage.atomic import atomic_write
 from ncsn.tracking.trackers import NullTracker, Tracker
 
 SIGMAS_PARAM_LENGTH = 500  # longer schedules are shortened in the parameter (the CSV has them all)
@@ -29,7 +30,8 @@ def log_sigma_schedule(tracker: Tracker | NullTracker, sigmas: torch.Tensor, out
     Parameters ``sigmas`` (comma-separated; head and tail only, marked ``[truncated: ...]``, when
     long), ``sigmas.num_levels``, ``sigmas.begin``, ``sigmas.end``; artifacts
     ``sigma_schedule/sigmas.csv`` (``level,sigma``; the train stage's file when it is there) and
-    ``sigma_schedule/sigmas.png``, both written to ``out_dir``.
+    ``sigma_schedule/sigmas.png`` (drawn by :func:`ncsn.figures.sigma_schedule.sigma_schedule_png`),
+    both written to ``out_dir``.
 
     :param sigmas: [L] descending noise levels.
     """
@@ -40,26 +42,9 @@ def log_sigma_schedule(tracker: Tracker | NullTracker, sigmas: torch.Tensor, out
     csv_path, png_path = out_dir / "sigmas.csv", out_dir / "sigmas.png"
     if not csv_path.is_file():  # ncsn.stages.train_loop writes it in the train stage
         write_sigmas_csv(csv_path, values)
-    _plot_sigmas(values, png_path)
+    png = sigma_schedule_png(values)
+    atomic_write(png_path, lambda f: f.write(png))
     tracker.log_params({"sigmas": _sigmas_param(values), "sigmas.num_levels": len(values),
                         "sigmas.begin": f"{values[0]:.6g}", "sigmas.end": f"{values[-1]:.6g}"})
     tracker.log_artifact(csv_path, "sigma_schedule")
     tracker.log_artifact(png_path, "sigma_schedule")
-
-
-def _plot_sigmas(values: list[float], path: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5, 3.2), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    ax.plot(range(len(values)), values, marker="o", markersize=3)
-    ax.set_yscale("log")
-    ax.set_xlabel("level i (0 = largest)")
-    ax.set_ylabel("σ_i")
-    ratio = (values[-1] / values[0]) ** (1 / (len(values) - 1)) if len(values) > 1 else math.nan
-    ax.set_title(f"{len(values)} noise levels, σ_(i+1)/σ_i = {ratio:.3g}")
-    ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
