@@ -36,20 +36,6 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def sigma_plot(sigmas: list[float]) -> bytes:
-    """σ_i against the level i on a log scale, with the common ratio γ = σ_{i−1}/σ_i."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.4), constrained_layout=True)
-    ax.semilogy(range(len(sigmas)), sigmas, "o-", markersize=4)
-    ax.set_xlabel("level i (0 = largest σ)")
-    ax.set_ylabel("σ_i")
-    ratio = (sigmas[0] / sigmas[-1]) ** (1 / (len(sigmas) - 1)) if len(sigmas) > 1 else float("nan")
-    ax.set_title(f"L = {len(sigmas)} levels, σ₁ = {sigmas[0]:.4g} → σ_L = {sigmas[-1]:.4g}, γ = {ratio:.4g}",
-                 fontsize=10)
-    ax.grid(alpha=0.3, which="both")
-    return _png(fig)
-
-
 def training_plot(train_rows: Rows, val_rows: Rows) -> bytes:
     """Training loss (and throughput) and the mean held-out DSM loss against the step."""
     plt = pyplot()
