@@ -227,3 +227,13 @@ def test_report_into_a_read_only_folder_names_the_path_given(tmp_path, capsys):
     assert main(["--params", str(params), "report", "--out", str(target)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("ncsn report: error: ") and str(target) in err and ".tmp" not in err, err
+
+
+def test_values_from_the_run_are_escaped(cfg):
+    fake_outputs(cfg)
+    metrics_path = Path(cfg.paths.evaluate) / "metrics.json"
+    metrics = json.loads(metrics_path.read_text())
+    metrics["note"] = "<script>alert(1)</script> & more"
+    metrics_path.write_text(json.dumps(metrics))
+    html = render_report(cfg)
+    assert "<script" not in html and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in html

@@ -6,6 +6,7 @@ import csv
 import io
 import math
 from pathlib import Path
+from typing import Any
 
 from ncsn.figures.common import pyplot
 
@@ -29,7 +30,8 @@ def column(rows: Rows, name: str) -> list[float]:
     return out
 
 
-def _png(fig) -> bytes:
+def _png(fig: Any) -> bytes:
+    """The figure as PNG bytes (100 dpi); the figure is closed."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     pyplot().close(fig)
