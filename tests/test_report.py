@@ -199,3 +199,41 @@ def test_the_sampler_line_is_the_one_the_sample_stage_recorded(cfg):
     html = render_report(cfg)
     assert spec.describe() in html and f"eps = {spec.eps:.3g} (auto: NCSNv2 technique 4)" in html
     assert f"{spec.evaluations_per_sample} network evaluations per sample" in html
+
+
+def _read_only_folder(tmp_path: Path) -> Path:
+    """A folder this process cannot create files in (root ignores mode bits: then /sys, if it refuses)."""
+    import os
+    import tempfile
+
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    for candidate in (folder, Path("/sys")):
+        try:
+            fd, name = tempfile.mkstemp(dir=candidate)
+        except OSError:
+            return candidate
+        os.close(fd)
+        os.unlink(name)
+    pytest.skip("no read-only folder available to this user")
+
+
+def test_report_into_a_read_only_folder_names_the_path_given(tmp_path, capsys):
+    from ncsn.cli import main
+
+    params = write_params(tmp_path)
+    target = _read_only_folder(tmp_path) / "report.html"
+    assert main(["--params", str(params), "report", "--out", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ncsn report: error: ") and str(target) in err and ".tmp" not in err, err
+
+
+def test_values_from_the_run_are_escaped(cfg):
+    fake_outputs(cfg)
+    metrics_path = Path(cfg.paths.evaluate) / "metrics.json"
+    metrics = json.loads(metrics_path.read_text())
+    metrics["note"] = "<script>alert(1)</script> & more"
+    metrics_path.write_text(json.dumps(metrics))
+    html = render_report(cfg)
+    assert "<script" not in html and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in html

@@ -15,6 +15,7 @@ import yaml
 
 from ncsn.config import Config, config_from_dict
 from ncsn.core.sigmas import geometric_sigmas
+from ncsn.figures.sigma_schedule import write_sigma_schedule
 from ncsn.tracking.sigma_logging import SIGMAS_PARAM_LENGTH, log_sigma_schedule
 from ncsn.tracking.runs import PARENT_ENV, NullTracker, pipeline_run, stage_run, tracking_uri
 
@@ -131,6 +132,7 @@ def test_disabled_tracking_yields_a_null_tracker_and_creates_nothing(tmp_path):
 def test_the_sigma_schedule_is_logged_as_param_csv_and_plot(cfg, tmp_path):
     sigmas = geometric_sigmas(1.0, 0.01, 10)
     with stage_run(cfg, "train") as tracker:
+        write_sigma_schedule(tmp_path / "train", sigmas.tolist())
         log_sigma_schedule(tracker, sigmas, tmp_path / "train")
         run_id = tracker.run_id
     params = MlflowClient().get_run(run_id).data.params
@@ -158,6 +160,7 @@ class _Recorder(NullTracker):
 def test_a_long_sigma_schedule_is_shortened_in_the_param_and_says_so(tmp_path):
     sigmas = geometric_sigmas(50.0, 0.01, 1000)
     tracker = _Recorder()
+    write_sigma_schedule(tmp_path, sigmas.tolist())
     log_sigma_schedule(tracker, sigmas, tmp_path)
     text = tracker.params["sigmas"]
     assert len(text) <= SIGMAS_PARAM_LENGTH + 100 and "[truncated: 16 of 1000 levels shown" in text

@@ -15,6 +15,9 @@ all three share the file names and plotting helpers of :mod:`ncsn.figures.common
 
 Figures 4-6 (sampling trajectory, inpainting, nearest neighbours) are drawn by the
 ``sample``, ``inpaint`` and ``evaluate`` stages and collected by the report (``ncsn.reporting``).
+
+:mod:`ncsn.figures.sigma_schedule` draws the σ schedule: the train stage's ``sigmas.png``, the
+report's noise levels and the comparison page's overlay of several runs.
 """
 
 from ncsn.figures.common import FIGURE_FILES

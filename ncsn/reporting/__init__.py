@@ -6,10 +6,14 @@ their real-vs-real floor, checkpoint selection, the paper's figures 1-6, timings
 machine. Images are embedded as ``data:`` URIs, so the file opens offline; a missing input
 leaves its section saying which ``dvc repro`` makes it.
 
-* ``ncsn/reporting/html.py``: HTML building blocks (embedding, tables, the page);
-* ``ncsn/reporting/plots.py``: the plots drawn from the stages' CSV files;
-* ``ncsn/reporting/sections.py``: one function per section, and the list of input files;
-* ``ncsn/reporting/captions.py``: the captions of the paper's figures and the sampler line;
+* ``ncsn/reporting/templates/``: the jinja2 templates (``base.html``, ``macros.html``,
+  ``report.html``, ``report_sections.html``, ``compare.html``) and the one ``style.css``;
+* ``ncsn/reporting/render.py``: the template environment (autoescape), its filters, the image
+  embedder and the atomic write of a page;
+* ``ncsn/reporting/plots.py``: the plots drawn from the stages' CSV files (the σ schedule's is
+  ``ncsn.figures.sigma_schedule``);
+* ``ncsn/reporting/sections.py``: one function per section, returning its data, and the list of input files;
+* ``ncsn/reporting/captions.py``: the panels of figure 3 and the sampler line (read from the shard manifest);
 * ``ncsn/reporting/environment.py``: machine, git commit and MLflow stage wall times;
 * ``ncsn/reporting/build.py``: the summary, the assembly and the atomic write.
 """

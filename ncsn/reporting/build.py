@@ -1,4 +1,5 @@
-"""Assemble the report: a summary, then one section per part of the run, written atomically."""
+"""Assemble the report: a summary, then one section per part of the run, rendered through
+``templates/report.html`` and written atomically."""
 
 from __future__ import annotations
 
@@ -6,11 +7,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ncsn.storage.atomic import atomic_write
 from ncsn.config import Config
 from ncsn.reporting import sections as S
 from ncsn.reporting.environment import git_commit
-from ncsn.reporting.html import Section, esc, fmt, page, table
+from ncsn.reporting.render import fmt, render, write_file
 
 REPORT_FILE = "report.html"
 TITLE = "NCSN run report"
@@ -19,8 +19,8 @@ SECTIONS = (S.params_section, S.sigmas_section, S.training_section, S.samples_se
             S.checkpoints_section, S.figures_section, S.timings_section, S.machine_section)
 
 
-def summary_section(inputs: S.Inputs) -> Section:
-    """The headline numbers of every stage, each with where it comes from."""
+def summary_section(inputs: S.Inputs) -> S.Data:
+    """The headline numbers of every stage, and how many of the expected input files exist."""
     cfg = inputs.cfg
     rows: list[tuple[str, Any]] = [
         ("dataset / model", f"{cfg.base.dataset} / {cfg.model.arch} (ngf {cfg.model.ngf})"),
@@ -51,24 +51,32 @@ def summary_section(inputs: S.Inputs) -> Section:
             rows.append((f"fig. 3 weight of the (−5,−5) mode (true 0.2), {scores} scores",
                          f"plain Langevin {fmt(plain.get('weight'))}, annealed {fmt(annealed.get('weight'))}"))
     present = sum(inputs.path(k).is_file() for k in S.FILES)
-    body = table(rows) + f"<p class=\"meta\">{present} of {len(S.FILES)} expected input files found.</p>"
-    return Section("summary", "Summary", body)
+    return {"id": "summary", "title": "Summary", "missing": None, "rows": rows, "present": present,
+            "expected": len(S.FILES)}
+
+
+def report_context(cfg: Config) -> dict[str, Any]:
+    """What ``templates/report.html`` shows of the run whose files ``cfg.paths`` points at."""
+    inputs = S.Inputs(cfg)
+    return {
+        "title": TITLE,
+        "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "profile": cfg.profile,
+        "dataset": cfg.base.dataset,
+        "commit": git_commit() or "not recorded",
+        "sections": [summary_section(inputs), *(make(inputs) for make in SECTIONS)],
+    }
 
 
 def render_report(cfg: Config) -> str:
     """The report of the run whose files ``cfg.paths`` points at, as one HTML string."""
-    inputs = S.Inputs(cfg)
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-    commit = git_commit()
-    intro = (f'<p class="meta">Generated {esc(now)} · profile <b>{esc(cfg.profile)}</b> · dataset '
-             f'<b>{esc(cfg.base.dataset)}</b> · commit {esc(commit or "not recorded")} · Song &amp; Ermon (2019), '
-             "<i>Generative Modeling by Estimating Gradients of the Data Distribution</i>. "
-             "Self-contained: every image is embedded.</p>")
-    return page(TITLE, intro, [summary_section(inputs), *(make(inputs) for make in SECTIONS)])
+    return render("report.html", report_context(cfg))
 
 
 def write_report(cfg: Config, out_path: str | Path | None = None) -> Path:
-    """Render and write the report atomically (default ``paths.report/report.html``)."""
+    """Render and write the report atomically (default ``paths.report/report.html``).
+
+    :raises OSError: when it cannot be written; the error names ``out_path``.
+    """
     path = Path(out_path) if out_path is not None else Path(cfg.paths.report) / REPORT_FILE
-    text = render_report(cfg)
-    return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    return write_file(path, render_report(cfg).encode("utf-8"))

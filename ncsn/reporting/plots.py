@@ -6,6 +6,7 @@ import csv
 import io
 import math
 from pathlib import Path
+from typing import Any
 
 from ncsn.figures.common import pyplot
 
@@ -29,25 +30,12 @@ def column(rows: Rows, name: str) -> list[float]:
     return out
 
 
-def _png(fig) -> bytes:
+def _png(fig: Any) -> bytes:
+    """The figure as PNG bytes (100 dpi); the figure is closed."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     pyplot().close(fig)
     return buf.getvalue()
-
-
-def sigma_plot(sigmas: list[float]) -> bytes:
-    """σ_i against the level i on a log scale, with the common ratio γ = σ_{i−1}/σ_i."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.4), constrained_layout=True)
-    ax.semilogy(range(len(sigmas)), sigmas, "o-", markersize=4)
-    ax.set_xlabel("level i (0 = largest σ)")
-    ax.set_ylabel("σ_i")
-    ratio = (sigmas[0] / sigmas[-1]) ** (1 / (len(sigmas) - 1)) if len(sigmas) > 1 else float("nan")
-    ax.set_title(f"L = {len(sigmas)} levels, σ₁ = {sigmas[0]:.4g} → σ_L = {sigmas[-1]:.4g}, γ = {ratio:.4g}",
-                 fontsize=10)
-    ax.grid(alpha=0.3, which="both")
-    return _png(fig)
 
 
 def training_plot(train_rows: Rows, val_rows: Rows) -> bytes:

@@ -1,7 +1,8 @@
-"""The sections of the report, one function each: the run's files in, a :class:`Section` out.
+"""The data of the report's sections, one function each: the run's files in, a dict out.
 
-A missing or unreadable input never stops the report: its place says which stage makes it
-("not available (run dvc repro <stage>)").
+Each dict holds ``id`` and ``title`` and what ``templates/report.html`` lays out for that
+section (plain values; the markup is the template's). A missing or unreadable input never
+stops the report: its place says which stage makes it ("not available (run dvc repro <stage>)").
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from typing import Any, Callable
 
 from ncsn.config import Config
 from ncsn.figures.common import FIGURE_FILES
+from ncsn.figures.sigma_schedule import sigma_schedule_png
 from ncsn.reporting import plots
-from ncsn.reporting.captions import fig1_caption, fig2_caption, fig3_caption, sampler_text
+from ncsn.reporting.captions import fig3_panels, sampler_text
 from ncsn.reporting.environment import machine_info, mlflow_stage_times
-from ncsn.reporting.html import Section, esc, figure, fmt, image_data, image_file, missing, table
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ FILES: dict[str, tuple[str, str]] = {
     "figures_json": ("figures", FIGURE_FILES["numbers"]),
 }
 MAX_GIF_BYTES = 8 * 2 ** 20  # larger animations are left out (the PNG table shows the same)
+Data = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -48,18 +50,18 @@ class Inputs:
     cfg: Config
 
     def path(self, key: str) -> Path:
+        """Where the file ``key`` of :data:`FILES` lies."""
         stage, name = FILES[key]
         return Path(getattr(self.cfg.paths, stage)) / name
 
-    def stage(self, key: str) -> str:
-        return FILES[key][0]
-
-    def image(self, key: str, alt: str) -> str:
-        """The embedded image, or the "not available" line."""
+    def image(self, key: str, alt: str) -> Data:
+        """An image file for the template: ``path`` (None when missing), ``alt``, and the ``stage``
+        and file ``name`` that the "not available" line names."""
         path = self.path(key)
-        return image_file(path, alt) if path.is_file() else missing(self.stage(key), path.name)
+        return image_ref(path, alt, FILES[key][0])
 
     def csv(self, key: str) -> plots.Rows | None:
+        """The rows of a CSV input, or None when it is missing or unreadable."""
         path = self.path(key)
         if not path.is_file():
             return None
@@ -70,6 +72,7 @@ class Inputs:
             return None
 
     def json(self, key: str) -> dict[str, Any] | None:
+        """A JSON object input, or None when it is missing, unreadable or not an object."""
         path = self.path(key)
         if not path.is_file():
             return None
@@ -81,68 +84,68 @@ class Inputs:
         return value if isinstance(value, dict) else None
 
     def sampler(self) -> dict[str, Any] | None:
-        """The resolved sampler the sample stage recorded in ``shards/manifest.json``."""
+        """The ``sampler`` entry of the sample stage's ``shards/manifest.json``, as stored."""
         from ncsn.storage.shards import read_manifest
 
         spec = (read_manifest(Path(self.cfg.paths.sample) / "shards") or {}).get("sampler")
         return spec if isinstance(spec, dict) else None
 
     def sigmas(self) -> list[float] | None:
+        """The finite σ of the train stage's ``sigmas.csv``, or None when it is missing."""
         rows = self.csv("sigmas")
         return [v for v in plots.column(rows, "sigma") if math.isfinite(v)] if rows else None
 
 
-def _plot(make: Callable[[], bytes], alt: str, stage: str) -> str:
-    """An embedded plot; a failure to draw (e.g. a malformed CSV) becomes a line of text."""
+def image_ref(path: Path, alt: str, stage: str) -> Data:
+    """The template's view of an image file that ``stage`` writes."""
+    return {"path": path if path.is_file() else None, "alt": alt, "stage": stage, "name": path.name}
+
+
+def missing_ref(stage: str, what: str) -> Data:
+    """The "not available (run dvc repro <stage>)" line of an input that does not exist."""
+    return {"stage": stage, "what": what}
+
+
+def _plot(make: Callable[[], bytes], alt: str, stage: str) -> Data:
+    """A plot for the template: ``png``, or ``error`` when drawing failed (e.g. a malformed CSV)."""
     try:
-        return image_data(make(), "image/png", alt)
+        return {"png": make(), "alt": alt, "stage": stage, "error": None}
     except (ValueError, KeyError, IndexError, ZeroDivisionError) as err:
         log.warning("cannot plot %s: %s", alt, err)
-        return f'<p class="missing">{esc(alt)}: the file is malformed ({esc(err)}); rerun dvc repro {esc(stage)}</p>'
+        return {"png": None, "alt": alt, "stage": stage, "error": str(err)}
+
+
+def _section(id_: str, title: str, missing: Data | None = None, **data: Any) -> Data:
+    return {"id": id_, "title": title, "missing": missing, **data}
 
 
 # --------------------------------------------------------------------------- sections
 
 
-def params_section(inputs: Inputs) -> Section:
+def params_section(inputs: Inputs) -> Data:
     """The resolved configuration, one table per params.yaml section."""
     cfg = inputs.cfg
-    tables = [f"<div><h3>profile</h3>{table([('profile', cfg.profile)])}</div>"]
-    for name, values in cfg.to_dict().items():
-        if isinstance(values, dict):
-            tables.append(f"<div><h3>{esc(name)}</h3>{table(values.items(), ('key', 'value'))}</div>")
-    body = ('<p>After the profile filled every <code>null</code> of params.yaml '
-            f'(profile <b>{esc(cfg.profile)}</b>; explicit values win).</p>'
-            '<div class="params">' + "".join(tables) + "</div>")
-    return Section("params", "Parameters (resolved)", body)
+    tables = [(name, list(values.items())) for name, values in cfg.to_dict().items() if isinstance(values, dict)]
+    return _section("params", "Parameters (resolved)", profile=cfg.profile, tables=tables)
 
 
-def sigmas_section(inputs: Inputs) -> Section:
+def sigmas_section(inputs: Inputs) -> Data:
+    """The σ schedule: its plot and its first values."""
     sigmas = inputs.sigmas()
     if not sigmas:
-        return Section("sigmas", "Noise levels", missing("train", "sigmas.csv"))
+        return _section("sigmas", "Noise levels", missing_ref("train", "sigmas.csv"))
     shown = ", ".join(f"{s:.4g}" for s in sigmas[:12]) + (f", … ({len(sigmas)} in all)" if len(sigmas) > 12 else "")
-    body = figure(_plot(lambda: plots.sigma_plot(sigmas), "noise levels", "train"),
-                  f"Geometric schedule used in training and sampling: σ = {esc(shown)}.")
-    return Section("sigmas", "Noise levels", body)
+    return _section("sigmas", "Noise levels", plot=_plot(lambda: sigma_schedule_png(sigmas), "noise levels", "train"),
+                    shown=shown)
 
 
-def training_section(inputs: Inputs) -> Section:
+def training_section(inputs: Inputs) -> Data:
+    """Loss curves, the held-out loss per level and the last numbers of training."""
+    title = "Training and validation loss"
     train_rows, val_rows = inputs.csv("train_log"), inputs.csv("val_loss")
     if not train_rows and not val_rows:
-        return Section("training", "Training and validation loss", missing("train", "train_log.csv, val_loss.csv"))
-    parts = [figure(_plot(lambda: plots.training_plot(train_rows or [], val_rows or []), "loss curves", "train"),
-                    "Annealed DSM loss per training batch and on held-out data (fixed noise draws, comparable "
-                    "across steps and runs).")]
-    if not train_rows:
-        parts.append(missing("train", "train_log.csv"))
-    if val_rows:
-        parts.append(figure(_plot(lambda: plots.level_loss_plot(val_rows, inputs.sigmas()), "per-level loss", "train"),
-                            "Held-out loss per noise level, weighted by σ² as in training: the paper's "
-                            "principled model comparison, level by level."))
-    else:
-        parts.append(missing("train", "val_loss.csv"))
-    summary = []
+        return _section("training", title, missing_ref("train", "train_log.csv, val_loss.csv"))
+    summary: list[tuple[str, Any]] = []
     if train_rows:
         last = train_rows[-1]
         summary += [("steps", last.get("step")), ("last training loss", last.get("loss"))]
@@ -151,24 +154,27 @@ def training_section(inputs: Inputs) -> Section:
             summary.append(("median images / s", f"{ips[len(ips) // 2]:.4g}"))
     if val_rows:
         summary.append((f"held-out loss at step {val_rows[-1].get('step')}", val_rows[-1].get("mean")))
-    parts.append(table(summary))
-    return Section("training", "Training and validation loss", "".join(parts))
+    return _section(
+        "training", title,
+        loss_plot=_plot(lambda: plots.training_plot(train_rows or [], val_rows or []), "loss curves", "train"),
+        train_missing=None if train_rows else missing_ref("train", "train_log.csv"),
+        level_plot=_plot(lambda: plots.level_loss_plot(val_rows, inputs.sigmas()), "per-level loss", "train")
+        if val_rows else None,
+        val_missing=None if val_rows else missing_ref("train", "val_loss.csv"),
+        summary=summary)
 
 
-def samples_section(inputs: Inputs) -> Section:
-    body = figure(inputs.image("grid", "sample grid"),
-                  f"The first samples drawn from <code>model.pt</code> by "
-                  f"{esc(sampler_text(inputs.sampler()))}.")
-    return Section("samples", "Samples", body)
+def samples_section(inputs: Inputs) -> Data:
+    """The sample grid and the sampler that drew it."""
+    return _section("samples", "Samples", grid=inputs.image("grid", "sample grid"),
+                    sampler=sampler_text(inputs.sampler()))
 
 
-def metrics_section(inputs: Inputs) -> Section:
+def metrics_section(inputs: Inputs) -> Data:
+    """Each score beside its real-vs-real floor and the real data's own score; the other values."""
     metrics = inputs.json("metrics")
     if metrics is None:
-        return Section("metrics", "Sample quality", missing("evaluate", "metrics.json"))
-    parts = [f"<p>Feature extractor: <b>{esc(metrics.get('extractor', 'not recorded'))}</b></p>"]
-    if metrics.get("note"):
-        parts.append(f'<p class="note">{esc(metrics["note"])}</p>')
+        return _section("metrics", "Sample quality", missing_ref("evaluate", "metrics.json"))
     paired, used = [], {"extractor", "note"}
     for key, value in metrics.items():
         floor_key = f"floor_{key}_train_vs_test"
@@ -183,97 +189,71 @@ def metrics_section(inputs: Inputs) -> Section:
             if base in metrics and base not in used:
                 paired.append((base, metrics[base], None, metrics[key]))
                 used |= {base, key}
-    if paired:
-        n_s, n_f = metrics.get("n_samples"), metrics.get("n_floor_train")
-        parts.append(table(paired, ("metric", f"samples vs test ({fmt(n_s)} samples)",
-                                    f"real-vs-real floor: train vs test ({fmt(n_f)} images)",
-                                    "real data (test split)")))
-        parts.append("<p>The floor is what real images score against the test split with as many images as there "
-                     "are samples: no model should beat it; FID/KID depend on the sample count.</p>")
     rest = [(k, v) for k, v in metrics.items()
             if k not in used and not k.startswith("nn_") and not isinstance(v, (dict, list))]
-    if rest:
-        parts.append("<h3>Other values</h3>" + table(rest, ("key", "value")))
-    if any(k.startswith("nn_") for k in metrics):
-        parts.append('<p>The memorisation check (nearest training images) is under '
-                     '<a href="#figures">Figure 6</a>.</p>')
-    return Section("metrics", "Sample quality", "".join(parts))
+    return _section("metrics", "Sample quality", extractor=metrics.get("extractor", "not recorded"),
+                    note=metrics.get("note"), paired=paired, n_samples=metrics.get("n_samples"),
+                    n_floor=metrics.get("n_floor_train"), rest=rest,
+                    memorisation=any(k.startswith("nn_") for k in metrics))
 
 
-def checkpoints_section(inputs: Inputs) -> Section:
+def checkpoints_section(inputs: Inputs) -> Data:
+    """Fast FID and held-out loss of every snapshot, and the one selected."""
     rows = inputs.csv("checkpoint_fid")
     if not rows:
-        return Section("checkpoints", "Checkpoint selection", missing("evaluate", "checkpoint_fid.csv"))
-    metrics = inputs.json("metrics") or {}
-    best = metrics.get("best_checkpoint_step")
+        return _section("checkpoints", "Checkpoint selection", missing_ref("evaluate", "checkpoint_fid.csv"))
+    best = (inputs.json("metrics") or {}).get("best_checkpoint_step")
     if best is None:
-        fids = plots.column(rows, "fid")
-        finite = [(f, s) for f, s in zip(fids, plots.column(rows, "step")) if math.isfinite(f)]
+        finite = [(f, s) for f, s in zip(plots.column(rows, "fid"), plots.column(rows, "step")) if math.isfinite(f)]
         best = min(finite)[1] if finite else None
-    body = figure(_plot(lambda: plots.checkpoint_plot(rows, best), "checkpoint selection", "evaluate"),
-                  "Fast FID of every training snapshot (same seeds, fewer samples and Langevin steps than the "
-                  "final evaluation) and its held-out DSM loss; the paper picks checkpoints by FID.")
-    cols = [c for c in ("step", "fid", "dsm_loss") if c in rows[0]]
-    body += table([[r.get(c) for c in cols] for r in rows], cols)
-    return Section("checkpoints", "Checkpoint selection", body)
+    columns = [c for c in ("step", "fid", "dsm_loss") if c in rows[0]]
+    return _section("checkpoints", "Checkpoint selection",
+                    plot=_plot(lambda: plots.checkpoint_plot(rows, best), "checkpoint selection", "evaluate"),
+                    columns=columns, rows=[[r.get(c) for c in columns] for r in rows])
 
 
-def figures_section(inputs: Inputs) -> Section:
+def figures_section(inputs: Inputs) -> Data:
     """The paper's figures 1-6: 1-3 from the figures stage, 4-6 from sample, inpaint and evaluate."""
     numbers = inputs.json("figures_json") or {}
-    parts = []
-    for key, title, num_key, caption in (
-        ("fig1", "Figure 1: score estimation is accurate only near the modes", "fig1_score_accuracy", fig1_caption),
-        ("fig2", "Figure 2: sliced score matching without noise fails", "fig2_ssm_noise", fig2_caption),
-        ("fig3", "Figure 3: annealed vs plain Langevin dynamics", "fig3_langevin", fig3_caption),
+    paper = []
+    for key, title, num_key in (
+        ("fig1", "Figure 1: score estimation is accurate only near the modes", "fig1_score_accuracy"),
+        ("fig2", "Figure 2: sliced score matching without noise fails", "fig2_ssm_noise"),
+        ("fig3", "Figure 3: annealed vs plain Langevin dynamics", "fig3_langevin"),
     ):
-        text = caption(numbers[num_key]) if num_key in numbers else ""
-        parts.append(f"<h3>{esc(title)}</h3>" + figure(inputs.image(key, title), text))
-
-    parts.append("<h3>Figure 4: sampling trajectory</h3>")
+        n = numbers.get(num_key)
+        if key == "fig3" and isinstance(n, dict):
+            n = {**n, "panel_rows": fig3_panels(n)}
+        paper.append({"key": key, "title": title, "image": inputs.image(key, title),
+                      "numbers": n if isinstance(n, dict) else None})
     gif = inputs.path("trajectory_gif")
-    animation = image_file(gif, "trajectory animation") if gif.is_file() and gif.stat().st_size <= MAX_GIF_BYTES else ""
-    parts.append(figure(inputs.image("trajectory", "trajectory") + " " + animation,
-                        "Rows: samples; columns: the uniform start, then the state after the Langevin steps "
-                        "of each noise level (and the denoising step when on), largest σ first; sampler: "
-                        + esc(sampler_text(inputs.sampler()))
-                        + ("; beside it, the same as an animation." if animation else ".")))
-
-    parts.append("<h3>Figure 5: inpainting</h3>")
+    animation = gif.is_file() and gif.stat().st_size <= MAX_GIF_BYTES
     inpaint_dir = Path(inputs.cfg.paths.inpaint)
-    if (inpaint_dir / "SKIPPED.txt").is_file():
-        parts.append(f"<p>{esc((inpaint_dir / 'SKIPPED.txt').read_text().strip())}</p>")
-    for mask in inputs.cfg.inpaint.masks:
-        path = inpaint_dir / f"{mask}.png"
-        body = image_file(path, f"inpainting, {mask} mask") if path.is_file() else missing("inpaint", path.name)
-        parts.append(figure(body, f"Mask <b>{esc(mask)}</b>. Rows: occluded, completed, original."))
-
-    parts.append("<h3>Figure 6: nearest training images</h3>")
+    skipped = inpaint_dir / "SKIPPED.txt"
     metrics = inputs.json("metrics") or {}
-    nn_rows = [(k, v) for k, v in metrics.items() if k.startswith("nn_") and not isinstance(v, (dict, list))]
-    caption = esc(metrics.get("nn_image_columns", "Each row: a sample, then its nearest training images."))
-    parts.append(figure(inputs.image("nearest_neighbours", "nearest neighbours"), caption)
-                 + (table(nn_rows, ("memorisation check", "value")) if nn_rows else ""))
-    return Section("figures", "Paper figures 1–6", "".join(parts))
+    return _section(
+        "figures", "Paper figures 1–6", paper=paper,
+        trajectory=inputs.image("trajectory", "trajectory"),
+        animation=image_ref(gif, "trajectory animation", "sample") if animation else None,
+        sampler=sampler_text(inputs.sampler()),
+        skipped=skipped.read_text().strip() if skipped.is_file() else None,
+        masks=[(mask, image_ref(inpaint_dir / f"{mask}.png", f"inpainting, {mask} mask", "inpaint"))
+               for mask in inputs.cfg.inpaint.masks],
+        neighbours=inputs.image("nearest_neighbours", "nearest neighbours"),
+        nn_caption=metrics.get("nn_image_columns", "Each row: a sample, then its nearest training images."),
+        nn_rows=[(k, v) for k, v in metrics.items() if k.startswith("nn_") and not isinstance(v, (dict, list))])
 
 
-def timings_section(inputs: Inputs) -> Section:
-    parts = []
+def timings_section(inputs: Inputs) -> Data:
+    """Stage wall times from MLflow (when tracking is on) and the figures stage's own timings."""
     stage_times = mlflow_stage_times() if inputs.cfg.tracking.enabled else []
-    if stage_times:
-        parts.append(table([(t["stage"], f"{t['seconds']:.1f}", t["start"], t["run_id"]) for t in stage_times],
-                           ("stage", "wall time (s)", "started", "MLflow run")))
-    else:
-        parts.append("<p>Stage wall times: not recorded (DVC's dvc.lock stores no times; they come from the "
-                     "stages' MLflow runs when tracking is on).</p>")
     figure_times = (inputs.json("figures_json") or {}).get("timings_s")
-    if isinstance(figure_times, dict) and figure_times:
-        parts.append("<h3>figures stage</h3>" + table([(k, f"{v:.1f}") for k, v in figure_times.items()],
-                                                      ("figure", "wall time (s)")))
-    return Section("timings", "Timings", "".join(parts))
+    return _section("timings", "Timings",
+                    stages=[(t["stage"], f"{t['seconds']:.1f}", t["start"], t["run_id"]) for t in stage_times],
+                    figures=[(k, f"{v:.1f}") for k, v in figure_times.items()]
+                    if isinstance(figure_times, dict) else [])
 
 
-def machine_section(inputs: Inputs) -> Section:
-    body = ("<p>The machine that rendered this report (stages may have run elsewhere).</p>"
-            + table(machine_info()))
-    return Section("machine", "Machine", body)
+def machine_section(inputs: Inputs) -> Data:
+    """The machine that renders the report."""
+    return _section("machine", "Machine", rows=machine_info())

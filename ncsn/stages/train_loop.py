@@ -45,7 +45,8 @@ from ncsn.core.losses.weighting import draw_levels, weighted_dsm_loss
 from ncsn.models import build_model
 from ncsn.storage.score_model import network_args
 from ncsn.data.stats import resolve_sigmas
-from ncsn.storage.tables import write_csv, write_sigmas_csv
+from ncsn.figures.sigma_schedule import write_sigma_schedule
+from ncsn.storage.tables import write_csv
 from ncsn.stages.validation import input_options, validation_loss
 
 log = logging.getLogger(__name__)
@@ -248,7 +249,7 @@ def train(cfg: Config, data_dir: str | Path, out_dir: str | Path, *,
         net = torch.compile(net)
     if main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        write_sigmas_csv(out_dir / "sigmas.csv", sigmas)
+        write_sigma_schedule(out_dir, sigmas.tolist())
         train_log = _CsvLog(out_dir / "train_log.csv", ["step", "loss", "images_per_s"], state.step)
         val_log = _CsvLog(out_dir / "val_loss.csv",
                           ["step", "mean", *[f"level_{i}" for i in range(len(sigmas))]], state.step)

@@ -1,10 +1,12 @@
 """``ncsn compare``: several MLflow runs side by side, as one self-contained HTML page and a CSV.
 
 * ``select`` -- the store and the runs chosen (by experiment, dataset or id; default: the latest
-  pipeline run of each dataset);
-* ``summary`` -- what one run measured, read back from its stage runs, artifacts and the registry;
-* ``table`` -- the differing parameters and the CSV rows;
-* ``plot`` and ``page`` -- the σ schedules overlaid, and the HTML page;
+  pipeline run of each dataset), as ``mlflow.search_runs`` frames;
+* ``summary`` -- what the runs measured, read back from their stage runs, artifacts and the
+  registry, as frames with one row per run;
+* ``table`` -- the differing parameters and the CSV;
+* ``page`` -- the HTML page (``templates/compare.html``; the σ schedules overlaid by
+  ``ncsn.figures.sigma_schedule``);
 * ``command`` -- the sub-command.
 """
 

@@ -6,9 +6,12 @@ import argparse
 import datetime as dt
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING
 
 from ncsn.reporting.compare.select import CompareError, Store, open_store, select_runs, store_uri
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PAGE = "comparison.html"
 TABLE = "comparison.csv"
@@ -25,26 +28,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="exactly these runs (pipeline runs, or stage runs standing for theirs)")
 
 
-def write_comparison(store: Store, runs: Sequence, out_dir: Path, selection: str) -> tuple[Path, Path]:
-    """Write the page and the CSV of ``runs`` (``mlflow.entities.Run``) into ``out_dir``.
+def write_comparison(store: Store, runs: pd.DataFrame, out_dir: Path, selection: str) -> tuple[Path, Path]:
+    """Write the page and the CSV of ``runs`` (rows of :func:`select_runs`) into ``out_dir``, atomically.
 
     :return: the paths of the page and of the CSV.
     """
-    from ncsn.reporting.compare.page import render
-    from ncsn.reporting.compare.plot import sigma_plot
-    from ncsn.reporting.compare.summary import summarise
+    from ncsn.reporting.compare.page import render_page
+    from ncsn.reporting.compare.summary import compare
     from ncsn.reporting.compare.table import write_csv
+    from ncsn.reporting.render import write_file
 
-    names = {e.experiment_id: e.name for e in store.client.search_experiments()}
-    summaries = [summarise(store, run, names.get(run.info.experiment_id, run.info.experiment_id)) for run in runs]
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    comparison = compare(store, runs)
     generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    text = render(summaries, sigma_png=sigma_plot(summaries), store=store.uri, selection=selection,
-                  generated=generated)
-    page = out_dir / PAGE
-    page.write_text(text, encoding="utf-8")
-    return page, write_csv(summaries, out_dir / TABLE)
+    text = render_page(comparison, store=store.uri, selection=selection, generated=generated)
+    page = write_file(Path(out_dir) / PAGE, text.encode("utf-8"))
+    return page, write_csv(comparison, Path(out_dir) / TABLE)
 
 
 def _selection(args: argparse.Namespace) -> str:

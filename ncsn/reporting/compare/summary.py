@@ -1,13 +1,13 @@
-"""What one pipeline run measured, read back from MLflow: a :class:`RunSummary`.
+"""What the compared runs measured, read back from MLflow: a :class:`Comparison` of frames.
 
 Where each value comes from (the layout that ``ncsn.tracking.runs`` and the stages write):
 
 * dataset, profile, git commit -- tags ``dataset``, ``profile``, ``git_commit`` of the run when
   present; else the parameters ``base.dataset`` and ``profile``, and MLflow's own
   ``mlflow.source.git.commit`` tag; else ``unknown``;
-* parameters -- the parent's and every stage's (``cfg.flat()``, plus the train stage's ``sigmas.*``);
-* σ schedule -- the train stage's ``sigma_schedule/sigmas.csv`` artifact; else computed from
-  ``model.sigma_begin``, ``model.sigma_end``, ``model.num_levels`` (geometric, Eq. of ``ncsn.core.sigmas``);
+* parameters -- the run's and every stage's (``cfg.flat()``, plus the train stage's ``sigmas.*``);
+* σ schedule -- what the train stage logged: its ``sigma_schedule/sigmas.csv`` artifact, else the
+  ``sigmas`` parameter (when it holds every level);
 * sample grid -- the sample stage's ``samples/grid.png`` artifact;
 * IS / FID / KID and the real-vs-real floor -- the evaluate stage's metrics, prefixed by its
   feature extractor (``classifier_``, ``raw_``, none for Inception);
@@ -18,119 +18,93 @@ Where each value comes from (the layout that ``ncsn.tracking.runs`` and the stag
 
 from __future__ import annotations
 
-import csv
 import io
-import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from ncsn.reporting.compare.select import PIPELINE, STAGE_TAG, Store, dataset_of, stage_runs
+import pandas as pd
+
+from ncsn.reporting.compare.select import PIPELINE, RUN_NAME, STAGE, Store, dataset_of, first_of, stage_runs
 
 UNKNOWN = "unknown"
 CHAMPION = "champion"  # ncsn.tracking.registry.CHAMPION
 # FID metric key -> (metric prefix, extractor shown when the run has no ``extractor`` tag).
 EXTRACTORS = {"classifier_fid": ("classifier_", "classifier"), "fid": ("", "Inception"), "raw_fid": ("raw_", "raw")}
-
-
-@dataclass
-class RunSummary:
-    """One run as the comparison shows it. Missing values are None."""
-
-    run_id: str
-    name: str
-    experiment: str
-    start_ms: int
-    dataset: str
-    profile: str
-    git_commit: str
-    params: dict[str, str] = field(default_factory=dict)
-    extractor: str | None = None
-    metrics: dict[str, float | None] = field(default_factory=dict)  # is, fid, kid_mean, ..., see SCORES
-    stage_seconds: dict[str, float | None] = field(default_factory=dict)
-    total_seconds: float | None = None
-    sigmas: list[float] | None = None
-    sigmas_source: str = ""
-    grid_png: bytes | None = None
-    registered_model: str | None = None
-    model_version: str | None = None
-    champion: bool = False
-    champion_version: str | None = None  # where the alias points now, this run's or not
-
-    @property
-    def fid_over_floor(self) -> float | None:
-        """FID ÷ the dataset's own real-vs-real FID (1 = as close as real data; lower is better)."""
-        fid, floor = self.metrics.get("fid"), self.metrics.get("floor_fid")
-        if fid is None or floor is None or not floor > 0:
-            return None
-        return fid / floor
-
-    @property
-    def label(self) -> str:
-        """``dataset · first 8 characters of the run id`` for legends, captions and headers."""
-        return f"{self.dataset} · {self.run_id[:8]}"
-
-
 # Scores read from the evaluate stage: our name -> metric key without the extractor prefix.
 SCORES = {"is": "{p}is", "fid": "{p}fid", "kid_mean": "{p}kid_mean", "kid_std": "{p}kid_std",
           "floor_fid": "floor_{p}fid_train_vs_test", "floor_kid_mean": "floor_{p}kid_mean_train_vs_test",
           "reference_is": "reference_{p}is_test", "n_samples": "n_samples"}
+COMMIT_TAGS = ("tags.git_commit", "tags.mlflow.source.git.commit")  # the first set, over the run and its stages
 
 
-def _seconds(run: Any) -> float | None:
-    end = run.info.end_time
-    return (end - run.info.start_time) / 1000.0 if end and run.info.start_time else None
+@dataclass
+class Comparison:
+    """The compared runs, oldest first; every frame is indexed by the run id.
+
+    ``runs`` has one column per value of a run: ``run_name``, ``experiment``, ``started``,
+    ``dataset``, ``profile``, ``git_commit``, ``label``, ``extractor``, the :data:`SCORES`,
+    ``fid_over_floor``, ``total_seconds``, ``registered_model``, ``model_version``, ``champion``
+    and ``champion_version``. ``wall`` has the seconds of each stage (columns in the order the
+    stages run), ``params`` every parameter of each run. Missing values are NaN or None.
+    """
+
+    runs: pd.DataFrame
+    wall: pd.DataFrame
+    params: pd.DataFrame
+    sigmas: dict[str, list[float]] = field(default_factory=dict)
+    sigmas_source: dict[str, str] = field(default_factory=dict)
+    grids: dict[str, bytes] = field(default_factory=dict)
 
 
-def _git_commit(runs: list[Any]) -> str:
-    for key in ("git_commit", "mlflow.source.git.commit"):
-        for run in runs:
-            if run.data.tags.get(key):
-                return run.data.tags[key]
-    return UNKNOWN
+def _seconds(frame: pd.DataFrame) -> pd.Series:
+    return (pd.to_datetime(frame["end_time"], utc=True) - pd.to_datetime(frame["start_time"], utc=True)).dt.total_seconds()
 
 
-def _download(store: Store, run: Any, path: str) -> bytes | None:
-    """The bytes of one artifact of ``run``, or None when it is not there."""
+def _download(store: Store, run_id: str, path: str) -> bytes | None:
+    """The bytes of one artifact of a run, or None when it is not there."""
     from mlflow.exceptions import MlflowException
 
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            local = store.client.download_artifacts(run.info.run_id, path, tmp)
+            local = store.client.download_artifacts(run_id, path, tmp)
         except (MlflowException, OSError):
             return None
         file = Path(local)
         return file.read_bytes() if file.is_file() else None
 
 
-def _sigmas(store: Store, train: Any | None, params: dict[str, str]) -> tuple[list[float] | None, str]:
-    """The σ schedule and where it came from."""
-    if train is not None:
-        data = _download(store, train, "sigma_schedule/sigmas.csv")
+def _sigmas(store: Store, train_run: str | None, params: pd.Series) -> tuple[list[float] | None, str]:
+    """The σ schedule a run logged, and where it was read."""
+    if train_run is not None:
+        data = _download(store, train_run, "sigma_schedule/sigmas.csv")
         if data:
-            rows = list(csv.DictReader(io.StringIO(data.decode())))
-            return [float(r["sigma"]) for r in rows], "train stage"
-    try:
-        begin, end, levels = (float(params["model.sigma_begin"]), float(params["model.sigma_end"]),
-                              int(params["model.num_levels"]))
-    except (KeyError, ValueError):  # absent, or "auto" (set from the data by the train stage)
-        return None, ""
-    from ncsn.core.sigmas import geometric_sigmas
+            try:
+                return [float(s) for s in pd.read_csv(io.BytesIO(data))["sigma"]], "the train stage's sigmas.csv"
+            except (KeyError, ValueError, pd.errors.ParserError):
+                pass
+    text = params.get("sigmas")
+    if isinstance(text, str) and "truncated" not in text:  # a long schedule's parameter holds its ends only
+        try:
+            return [float(s) for s in text.split(",")], "the logged sigmas parameter"
+        except ValueError:
+            pass
+    return None, ""
 
-    return [float(s) for s in geometric_sigmas(begin, end, levels)], "parameters"
 
-
-def _scores(evaluate: Any | None) -> tuple[str | None, dict[str, float | None]]:
+def _scores(evaluate: pd.Series | None) -> dict[str, object]:
+    """The extractor and the :data:`SCORES` of one evaluate stage run (NaN where missing)."""
+    values: dict[str, object] = {"extractor": None, **{k: float("nan") for k in SCORES}}
     if evaluate is None:
-        return None, {}
-    metrics = evaluate.data.metrics
+        return values
     for key, (prefix, default_name) in EXTRACTORS.items():
-        if key in metrics:
-            name = evaluate.data.tags.get("extractor") or default_name
-            values = {ours: metrics.get(theirs.format(p=prefix)) for ours, theirs in SCORES.items()}
-            return name, {k: (None if v is None or math.isnan(v) else float(v)) for k, v in values.items()}
-    return None, {}
+        if pd.notna(evaluate.get(f"metrics.{key}")):
+            tag = evaluate.get("tags.extractor")
+            values["extractor"] = tag if isinstance(tag, str) and tag else default_name
+            for ours, theirs in SCORES.items():
+                values[ours] = float(evaluate.get(f"metrics.{theirs.format(p=prefix)}", float("nan")))
+            break
+    return values
 
 
 def _registered(store: Store, dataset: str, run_ids: set[str]) -> tuple[str | None, str | None]:
@@ -148,29 +122,62 @@ def _registered(store: Store, dataset: str, run_ids: set[str]) -> tuple[str | No
     return (str(max(int(v.version) for v in mine)) if mine else None), champion
 
 
-def summarise(store: Store, run: Any, experiment: str) -> RunSummary:
-    """Everything the comparison shows about ``run`` (a pipeline run, or a stage run on its own)."""
-    stages = stage_runs(store, run)
-    everyone = [run, *stages.values()]
-    params: dict[str, str] = {}
-    for r in everyone:
-        params.update(r.data.params)
-    tags = run.data.tags
-    summary = RunSummary(
-        run_id=run.info.run_id, name=run.info.run_name or run.info.run_id[:8], experiment=experiment,
-        start_ms=run.info.start_time or 0, dataset=dataset_of(run),
-        profile=tags.get("profile") or params.get("profile") or UNKNOWN, git_commit=_git_commit(everyone),
-        params=params)
-    summary.extractor, summary.metrics = _scores(stages.get("evaluate"))
-    summary.stage_seconds = {stage: _seconds(r) for stage, r in stages.items()}
-    times = [t for t in summary.stage_seconds.values() if t is not None]
+def _stages(store: Store, chosen: pd.DataFrame) -> pd.DataFrame:
+    """The stage runs of every chosen run, with the chosen run's id in column ``pipeline``."""
+    frames = [stage_runs(store, row).assign(pipeline=row["run_id"]) for _, row in chosen.iterrows()]
+    empty = pd.DataFrame(columns=["pipeline", "stage", "run_id", "start_time", "end_time"])
+    return pd.concat([f for f in frames if not f.empty] or [empty], ignore_index=True)
+
+
+def _identity(chosen: pd.DataFrame, everyone: pd.DataFrame, params: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
+    """Name, experiment, start, dataset, profile, git commit and label of each chosen run."""
+    ids = list(chosen["run_id"])
+    runs = chosen.set_index("run_id", drop=False)
+    profile = pd.DataFrame({"tag": runs.get("tags.profile"), "param": params.get("profile")}, index=ids)
+    commits = everyone.assign(**{c: first_of(everyone, [c]) for c in COMMIT_TAGS})  # "" or absent: None
+    identity = pd.DataFrame({
+        "run_name": first_of(runs, [RUN_NAME]).fillna(runs["run_id"].str[:8]),
+        "experiment": runs["experiment_id"].map(lambda e: names.get(e, e)),
+        "started": pd.to_datetime(runs["start_time"], utc=True).dt.strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "dataset": dataset_of(runs),
+        "profile": first_of(profile, ["tag", "param"], UNKNOWN),
+        "git_commit": first_of(commits.groupby("pipeline")[list(COMMIT_TAGS)].first().reindex(ids), COMMIT_TAGS,
+                               UNKNOWN),
+    }, index=pd.Index(ids, name="run_id"))
+    return identity.assign(label=identity["dataset"] + " · " + identity.index.str[:8])
+
+
+def compare(store: Store, chosen: pd.DataFrame) -> Comparison:
+    """Everything the comparison shows about ``chosen`` (rows of ``select.select_runs``)."""
+    ids = list(chosen["run_id"])
+    stages = _stages(store, chosen)
+    wall = (stages.assign(seconds=_seconds(stages)).pivot(index="pipeline", columns="stage", values="seconds")
+            .reindex(index=ids, columns=list(dict.fromkeys(stages["stage"]))).astype(float))
+    # The run itself first, then its stages in order: a later run's value of a parameter wins.
+    everyone = pd.concat([chosen.assign(pipeline=chosen["run_id"]), stages], ignore_index=True)
+    params = everyone.groupby("pipeline", sort=False)[[c for c in everyone if c.startswith("params.")]].last()
+    params = params.reindex(ids).rename(columns=lambda c: c[len("params."):])
+    runs = _identity(chosen, everyone, params, {e.experiment_id: e.name for e in store.client.search_experiments()})
+    evaluations = stages[stages["stage"] == "evaluate"].set_index("pipeline")
+    runs = runs.join(pd.DataFrame([_scores(evaluations.loc[i] if i in evaluations.index else None) for i in ids],
+                                  index=runs.index))
+    runs["fid_over_floor"] = runs["fid"] / runs["floor_fid"].where(runs["floor_fid"] > 0)
     # A pipeline run spans its stages; the stages of a `dvc exp run` experiment have no run above them.
-    summary.total_seconds = _seconds(run) if run.data.tags.get(STAGE_TAG) == PIPELINE or not times else sum(times)
-    summary.sigmas, summary.sigmas_source = _sigmas(store, stages.get("train"), params)
-    if "sample" in stages:
-        summary.grid_png = _download(store, stages["sample"], "samples/grid.png")
-    summary.registered_model = f"ncsn-{summary.dataset}"
-    summary.model_version, summary.champion_version = _registered(store, summary.dataset,
-                                                                  {r.info.run_id for r in everyone})
-    summary.champion = summary.model_version is not None and summary.model_version == summary.champion_version
-    return summary
+    spans = ((chosen[STAGE] == PIPELINE).to_numpy() | wall.isna().all(axis=1).to_numpy())
+    runs["total_seconds"] = _seconds(chosen).set_axis(ids).where(spans, wall.sum(axis=1, min_count=1))
+    members = everyone.groupby("pipeline")["run_id"].agg(set)
+    registry = [_registered(store, runs.at[i, "dataset"], members[i]) for i in ids]
+    runs["registered_model"] = "ncsn-" + runs["dataset"]
+    runs["model_version"] = [version for version, _ in registry]
+    runs["champion_version"] = [champion for _, champion in registry]
+    runs["champion"] = runs["model_version"].notna() & (runs["model_version"] == runs["champion_version"])
+    comparison = Comparison(runs=runs, wall=wall, params=params)
+    for i in ids:
+        own = stages[stages["pipeline"] == i].set_index("stage")["run_id"]
+        sigmas, source = _sigmas(store, own.get("train"), params.loc[i])
+        if sigmas:
+            comparison.sigmas[i], comparison.sigmas_source[i] = sigmas, source
+        grid = _download(store, own["sample"], "samples/grid.png") if "sample" in own else None
+        if grid:
+            comparison.grids[i] = grid
+    return comparison
