@@ -77,7 +77,7 @@ def _fake_model(params: Path, path: Path, *, dataset: str | None = None) -> Path
     config["model"] |= {"arch": "unet", "ngf": 8}
     sigmas = geometric_sigmas(1.0, 0.01, 10)
     torch.manual_seed(0)
-    net = build_model(ModelConfig(arch="unet", ngf=8), channels=1, image_size=28, sigmas=sigmas)
+    net = build_model(ModelConfig.defaults(arch="unet", ngf=8), channels=1, image_size=28, sigmas=sigmas)
     atomic_save({"format": FORMAT, "step": 1, "config": config, "sigmas": sigmas,
                  "data": {"dataset": config["base"]["dataset"], "channels": 1, "image_size": 28},
                  "model": net.state_dict(), "ema": None}, path)
