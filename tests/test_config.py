@@ -99,6 +99,17 @@ def test_an_override_beats_the_profile_and_the_dataset() -> None:
     assert (cfg.profile, cfg.data.flip, cfg.train.lr, cfg.train.n_iters) == ("smoke", False, 5e-4, 40)
 
 
+def test_a_composition_is_read_as_it_is_and_a_partial_mapping_is_completed_from_one() -> None:
+    """params.yaml holds every key: its nulls are values (``-S sample.corrector_sigmas=null``: every
+    level). A mapping that leaves keys out takes them, and its nulls, from its profile's composition."""
+    everywhere = config_from_dict(compose_params(["sample.corrector_sigmas=null", "dataset=cifar10", "data.flip=null"]))
+    assert (everywhere.sample.corrector_sigmas, everywhere.data.flip) == (None, None)
+    partial = config_from_dict({"base": {"dataset": "cifar10"}, "sample": {"corrector_sigmas": None}})
+    assert (partial.sample.corrector_sigmas, partial.data.flip) == ((0.1, 1.0), True)
+    with pytest.raises(ConfigError, match=r"^params.yaml: 'train.lr' = None is invalid; expected float.$"):
+        config_from_dict(with_value("train", "lr", None))
+
+
 def test_a_section_alone_takes_the_shared_values_for_keys_it_predates() -> None:
     from ncsn.config import ModelConfig
     from ncsn.config.loading import build_section

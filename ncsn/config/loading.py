@@ -1,9 +1,11 @@
 """Reading ``params.yaml`` into one validated ``Config``.
 
-``params.yaml`` is the Hydra composition of ``ncsn/conf`` (``ncsn.config.composition``). A
-mapping is completed from one composition, that of its ``profile`` and ``base.dataset``: each
-key left out or null takes the composed value. The schema itself holds no values
-(``ncsn.config.sections``).
+``params.yaml`` is the Hydra composition of ``ncsn/conf`` (``ncsn.config.composition``), written
+once by ``dvc exp run`` or ``ncsn pipeline``: it holds every key, and is read as it is, its
+nulls included (``-S sample.corrector_sigmas=null`` stays null). A mapping that leaves keys out
+(a test's, or a hand-written file) is completed from one composition, that of its ``profile``
+and ``base.dataset``: each key left out or null takes the composed value. The schema itself
+holds no values (``ncsn.config.sections``).
 """
 
 from __future__ import annotations
@@ -27,11 +29,15 @@ def _completed(raw: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     return {**values, **{k: v for k, v in raw.items() if v is not None or k not in values}}
 
 
+def _complete(sections: dict[str, dict[str, Any]]) -> bool:
+    return all(set(cls.__dataclass_fields__) <= set(sections[name]) for name, cls in SECTIONS.items())
+
+
 def config_from_dict(params: dict[str, Any], *, source: str = "params.yaml") -> Config:
     """Build and validate a ``Config`` from parsed ``params.yaml`` data.
 
-    :param params: the YAML mapping; unknown sections or keys are errors. Keys left out or null
-        take the values of the composition of its profile and dataset (module docstring).
+    :param params: the YAML mapping; unknown sections or keys are errors. One that leaves keys
+        out is completed from the composition of its profile and dataset (module docstring).
     :param source: the file name used in error messages.
     :raises ConfigError: naming the file, key, bad value and what is allowed.
     """
@@ -55,12 +61,13 @@ def config_from_dict(params: dict[str, Any], *, source: str = "params.yaml") -> 
         sections[name] = {} if raw is None else raw
         if not isinstance(sections[name], dict):
             raise ConfigError(f"{source}: section '{name}' must be a mapping, found {raw!r}.")
-    dataset = sections["base"].get("dataset")
-    choices = [f"profile={profile}"]
-    if isinstance(dataset, str) and dataset in group_options("dataset"):
-        choices.append(f"dataset={dataset}")  # an unknown dataset is named by the type check
-    composed = compose_params(choices)
-    sections = {name: _completed(raw, composed[name]) for name, raw in sections.items()}
+    if not _complete(sections):
+        dataset = sections["base"].get("dataset")
+        choices = [f"profile={profile}"]
+        if isinstance(dataset, str) and dataset in group_options("dataset"):
+            choices.append(f"dataset={dataset}")  # an unknown dataset is named by the type check
+        composed = compose_params(choices)
+        sections = {name: _completed(raw, composed[name]) for name, raw in sections.items()}
     data = {"profile": profile, **sections}
     try:
         return _CONFIG.validate_python(data)
