@@ -25,7 +25,7 @@ from PIL import Image
 
 from ncsn.storage.checkpoint import FORMAT, atomic_save
 from ncsn.cli import main
-from ncsn.config import ConfigError, ModelConfig, load_config
+from ncsn.config import ConfigError, load_config
 from ncsn.data.folder import SkippedImagesWarning, load_folder
 from ncsn.models import build_model
 from ncsn.storage.score_model import network_args

@@ -38,11 +38,15 @@ def test_params_yaml_is_the_composition_of_the_defaults() -> None:
                                                      "train.grad_clip", "evaluate.weights_path"}]
 
 
-def test_dataclass_defaults_equal_the_shared_values_of_conf() -> None:
+def test_the_schema_holds_no_values_and_its_defaults_are_the_shared_values_of_conf() -> None:
+    import dataclasses
+
+    for cls in (Config, *SECTIONS.values()):
+        assert all(f.default is f.default_factory is dataclasses.MISSING for f in dataclasses.fields(cls)), cls
     shared = yaml.safe_load((CONF_DIR / "config.yaml").read_text())
-    assert Config().to_dict() | {"profile": None} == {**{k: v for k, v in shared.items() if k != "defaults"},
-                                                       "base": {**shared["base"], "dataset": "mnist5k"},
-                                                       "profile": None}
+    assert Config.defaults().to_dict() | {"profile": None} == {
+        **{k: v for k, v in shared.items() if k != "defaults"}, "base": {**shared["base"], "dataset": "mnist5k"},
+        "profile": None}
 
 
 def test_params_yaml_lists_every_key_so_dvc_set_param_can_override_it() -> None:
@@ -93,6 +97,27 @@ def test_a_dataset_group_switches_its_settings_together() -> None:
 def test_an_override_beats_the_profile_and_the_dataset() -> None:
     cfg = config_from_dict(compose_params(["profile=smoke", "dataset=cifar10", "data.flip=false", "train.lr=5e-4"]))
     assert (cfg.profile, cfg.data.flip, cfg.train.lr, cfg.train.n_iters) == ("smoke", False, 5e-4, 40)
+
+
+def test_a_composition_is_read_as_it_is_and_a_partial_mapping_is_completed_from_one() -> None:
+    """params.yaml holds every key: its nulls are values (``-S sample.corrector_sigmas=null``: every
+    level). A mapping that leaves keys out takes them, and its nulls, from its profile's composition."""
+    everywhere = config_from_dict(compose_params(["sample.corrector_sigmas=null", "dataset=cifar10", "data.flip=null"]))
+    assert (everywhere.sample.corrector_sigmas, everywhere.data.flip) == (None, None)
+    partial = config_from_dict({"base": {"dataset": "cifar10"}, "sample": {"corrector_sigmas": None}})
+    assert (partial.sample.corrector_sigmas, partial.data.flip) == ((0.1, 1.0), True)
+    with pytest.raises(ConfigError, match=r"^params.yaml: 'train.lr' = None is invalid; expected float.$"):
+        config_from_dict(with_value("train", "lr", None))
+
+
+def test_a_section_alone_takes_the_shared_values_for_keys_it_predates() -> None:
+    from ncsn.config import ModelConfig
+    from ncsn.config.loading import build_section
+
+    old = {"arch": "unet", "ngf": 8, "sigma_begin": 1.0, "sigma_end": 0.01, "num_levels": 10}
+    assert build_section("model", old, "model.pt") == ModelConfig.defaults(ngf=8)
+    with pytest.raises(ConfigError, match=r"^model.pt: 'model.ngf' = 0 is invalid; it must be >= 1.$"):
+        build_section("model", {**old, "ngf": 0}, "model.pt")
 
 
 @pytest.mark.parametrize(("override", "fragment"), [
@@ -210,7 +235,7 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
 
 
 def test_flat_names_every_key() -> None:
-    flat = Config().flat()
+    flat = Config.defaults().flat()
     assert flat["train.lr"] == 1e-3 and flat["profile"] == "cpu"
 
 

@@ -46,7 +46,7 @@ def binary_images(n: int = 200, size: int = 8, seed: int = 0) -> torch.Tensor:
 
 def test_annealed_langevin_is_closer_to_the_true_weight_than_plain():
     """Paper Fig. 3 with exact scores: plain ≈ 1/2 (the starts' half-planes), annealed ≈ 1/5."""
-    result = langevin_mixing.compute(FiguresConfig(n_chains=1000, n_steps_each=100), seed=0, learned=False)
+    result = langevin_mixing.compute(FiguresConfig.defaults(n_chains=1000, n_steps_each=100), seed=0, learned=False)
     panels = result.numbers["panels"]
     plain, annealed = panels["plain_exact"]["weight"], panels["annealed_exact"]["weight"]
     assert abs(annealed - 0.2) < abs(plain - 0.2)
@@ -57,8 +57,8 @@ def test_annealed_langevin_is_closer_to_the_true_weight_than_plain():
 
 
 def test_learned_dsm_scores_also_need_annealing():
-    result = langevin_mixing.compute(FiguresConfig(toy_iters=300, toy_batch_size=128, n_chains=512, n_steps_each=20),
-                                     seed=0)
+    cfg = FiguresConfig.defaults(toy_iters=300, toy_batch_size=128, n_chains=512, n_steps_each=20)
+    result = langevin_mixing.compute(cfg, seed=0)
     panels = result.numbers["panels"]
     assert abs(panels["annealed_learned"]["weight"] - 0.2) < abs(panels["plain_learned"]["weight"] - 0.2)
     assert math.isfinite(result.numbers["dsm_final_loss"])
@@ -74,7 +74,7 @@ def test_small_mode_weight_counts_the_lower_left_half_plane():
 
 def test_learned_score_is_accurate_near_the_modes_only():
     """Paper Fig. 1: the SSM estimate is much worse in low-density regions than near the modes."""
-    result = score_accuracy.compute(FiguresConfig(toy_iters=300, toy_batch_size=128), seed=0)
+    result = score_accuracy.compute(FiguresConfig.defaults(toy_iters=300, toy_batch_size=128), seed=0)
     n = result.numbers
     assert n["error_low_density"] > 5 * n["error_high_density"]
     assert n["relative_error_low_density"] > n["relative_error_high_density"]
@@ -97,8 +97,8 @@ def test_hdr_threshold_of_a_gaussian_matches_the_chi_square_quantile():
 
 def test_ssm_on_clean_data_crosses_the_bound_that_perturbed_data_respects():
     """Paper Fig. 2: with noise σ the SSM loss stays above −D/(2σ²); on clean data it does not stop."""
-    curves = ssm_noise.compute(binary_images(), FiguresConfig(image_iters=120, image_batch_size=16, image_noise=0.1),
-                               seed=0, dataset="binary")
+    cfg = FiguresConfig.defaults(image_iters=120, image_batch_size=16, image_noise=0.1)
+    curves = ssm_noise.compute(binary_images(), cfg, seed=0, dataset="binary")
     n = curves.numbers
     assert n["bound_perturbed"] == pytest.approx(-64 / (2 * 0.1 ** 2))
     assert n["clean"]["final"] < 5 * n["bound_perturbed"]

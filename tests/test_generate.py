@@ -39,19 +39,19 @@ def checkpoint() -> dict:
 
 def test_eps_auto_is_technique_4_for_the_steps_actually_taken(checkpoint) -> None:
     sigmas = load_score_model(checkpoint).sigmas.tolist()
-    cfg = SampleConfig(eps="auto", n_steps_each=5)
+    cfg = SampleConfig.defaults(eps="auto", n_steps_each=5)
     five = resolve_sampler(cfg, sigmas).eps
     assert five == technique4_eps(sigmas, 5)
     assert resolve_sampler(cfg, sigmas, n_steps_each=2).eps == technique4_eps(sigmas, 2) > five
     reference = dataclasses.replace(cfg, convention="reference")
     assert resolve_sampler(reference, sigmas).eps == technique4_eps(sigmas, 5) / 2
-    assert resolve_sampler(SampleConfig(eps=3e-5), sigmas).eps == 3e-5
+    assert resolve_sampler(SampleConfig.defaults(eps=3e-5), sigmas).eps == 3e-5
 
 
 @pytest.mark.parametrize(("sampler", "denoise"), [("ald", True), ("ald", False), ("pc", True), ("pc", False)])
 def test_sample_batch_runs_the_chosen_sampler(checkpoint, sampler: str, denoise: bool) -> None:
     model = load_score_model(checkpoint)
-    cfg = SampleConfig(sampler=sampler, n_steps_each=2, eps="auto", denoise=denoise)
+    cfg = SampleConfig.defaults(sampler=sampler, n_steps_each=2, eps="auto", denoise=denoise)
     calls = []
     net = model.net
     model.score_fn = lambda x, levels: calls.append(1) or net(x, levels)
@@ -70,7 +70,7 @@ def test_sample_batch_runs_the_chosen_sampler(checkpoint, sampler: str, denoise:
 
 def test_sample_is_independent_of_the_batch_it_is_drawn_in(checkpoint) -> None:
     model = load_score_model(checkpoint)
-    spec = resolve_sampler(SampleConfig(sampler="pc", n_steps_each=2, eps="auto"), model.sigmas)
+    spec = resolve_sampler(SampleConfig.defaults(sampler="pc", n_steps_each=2, eps="auto"), model.sigmas)
     whole = sample_batch(model, SEEDS, spec)
     # equal up to the float rounding of convolutions at another batch size; another seed differs by O(1)
     torch.testing.assert_close(sample_batch(model, SEEDS[2:], spec), whole[2:], rtol=0, atol=1e-5)
@@ -87,7 +87,7 @@ def test_bf16_sampling_is_close_to_float32_but_not_equal(checkpoint) -> None:
     assert got.dtype == torch.float32
     error = ((got - want).norm() / want.norm()).item()
     assert 0 < error < 5e-2
-    spec = resolve_sampler(SampleConfig(sampler="pc", n_steps_each=1, eps="auto"), exact.sigmas)
+    spec = resolve_sampler(SampleConfig.defaults(sampler="pc", n_steps_each=1, eps="auto"), exact.sigmas)
     a, b = sample_batch(exact, SEEDS, spec), sample_batch(approx, SEEDS, spec)
     assert a.dtype == b.dtype == torch.float32
     assert ((a - b).norm() / a.norm()).item() < 5e-2
@@ -97,7 +97,7 @@ def test_compiled_network_samples_what_the_eager_one_does(checkpoint) -> None:
     pytest.importorskip("torch._inductor")
     eager = load_score_model(checkpoint)
     compiled = load_score_model(checkpoint, compile=True)
-    spec = resolve_sampler(SampleConfig(sampler="pc", n_steps_each=1, eps="auto"), eager.sigmas)
+    spec = resolve_sampler(SampleConfig.defaults(sampler="pc", n_steps_each=1, eps="auto"), eager.sigmas)
     torch.testing.assert_close(sample_batch(compiled, SEEDS, spec), sample_batch(eager, SEEDS, spec),
                                rtol=1e-4, atol=1e-4)
 
@@ -120,7 +120,7 @@ def test_the_resolved_sampler_survives_its_manifest_round_trip(checkpoint) -> No
     from ncsn.stages.sampler import SamplerSpec
 
     sigmas = load_score_model(checkpoint).sigmas
-    spec = resolve_sampler(SampleConfig(sampler="ald", n_steps_each=3, eps="auto", denoise=True), sigmas,
+    spec = resolve_sampler(SampleConfig.defaults(sampler="ald", n_steps_each=3, eps="auto", denoise=True), sigmas,
                            n_steps_each=2)
     assert (spec.n_steps_each, spec.num_levels, spec.evaluations_per_sample) == (2, 4, 4 * 2 + 1)
     recorded = json.loads(json.dumps(spec.to_dict()))
@@ -136,7 +136,7 @@ def test_a_corrector_band_counts_and_runs_what_predictor_corrector_does(checkpoi
     from ncsn.stages.sampler import SamplerSpec
 
     model = load_score_model(checkpoint)
-    cfg = SampleConfig(sampler="pc", n_steps_each=2, eps="auto", corrector_sigmas=(0.04, 0.5))
+    cfg = SampleConfig.defaults(sampler="pc", n_steps_each=2, eps="auto", corrector_sigmas=(0.04, 0.5))
     calls = []
     net = model.net
     model.score_fn = lambda x, levels: calls.append(int(levels[0])) or net(x, levels)

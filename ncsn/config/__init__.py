@@ -1,16 +1,17 @@
 """One typed configuration, mirroring the sections of ``params.yaml``.
 
-Every section is a frozen dataclass. ``load_config`` reads ``params.yaml`` once at
-an entry point, fills each ``null`` value from the selected profile
-(``ncsn.profiles``), validates every key and value, and returns a ``Config`` that
-is passed explicitly to the code that needs it and logged whole.
+Every section is a frozen pydantic dataclass with types and rules but no values: the values
+live once, in ``ncsn/conf``, which Hydra composes into ``params.yaml``. ``load_config`` reads
+``params.yaml`` once at an entry point, validates every key and value, and returns a ``Config``
+that is passed explicitly to the code that needs it and logged whole.
 
-Precedence, lowest first: dataclass default < profile value < explicit value in
-``params.yaml`` (so ``dvc exp run -S train.lr=5e-4`` always wins).
+Precedence, lowest first: ``ncsn/conf/config.yaml`` < profile < dataset < the pair's file <
+sigma policy < ``-S KEY=VALUE`` (so ``dvc exp run -S train.lr=5e-4`` always wins), all of it
+Hydra's composition.
 
-* ``sections.py``: the dataclasses, one per section, and ``Config``;
-* ``loading.py``: ``load_config`` and ``config_from_dict``;
-* ``coercion.py``: unknown keys and wrong types; ``ranges.py``: values out of range;
+* ``sections.py``: the schema, one class per section, and ``Config``; ``fields.py``: its value types;
+* ``loading.py``: ``load_config`` and ``config_from_dict``; ``composition.py``: Hydra;
+* ``messages.py``: pydantic's errors as one line; ``rules.py``: the rules across keys;
 * ``errors.py``: ``ConfigError``, the one-line user error.
 """
 

@@ -6,6 +6,9 @@
 ``dvc exp run -S KEY=VALUE``, ``ncsn pipeline -S KEY=VALUE`` and the Prefect flow all
 write the composition to ``params.yaml`` through DVC's own ``compose_and_dump``, so
 ``params.yaml`` always holds the effective value of every key and DVC sees every change.
+
+:func:`shared_values` reads ``config.yaml`` alone: the values every composition starts from
+(``_self_`` comes first in its defaults list), which the schema's ``defaults()`` give.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import functools
 from pathlib import Path
 from typing import Any, Sequence
 
-from ncsn.config.coercion import suggest
+from ncsn.config.messages import suggest
 from ncsn.config.errors import ConfigError
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -90,6 +93,30 @@ def compose_params(overrides: Sequence[str] = (), conf_dir: Path = CONF_DIR) -> 
 
     check_overrides(overrides, conf_dir)
     return copy.deepcopy(_compose(str(Path(conf_dir).resolve()), tuple(overrides)))
+
+
+@functools.lru_cache(maxsize=4)
+def _shared_values(conf_dir: str) -> dict[str, Any]:
+    from omegaconf import OmegaConf
+
+    values = OmegaConf.to_container(OmegaConf.load(Path(conf_dir) / f"{CONFIG_NAME}.yaml"), resolve=False)
+    choices = {k: v for entry in values.pop("defaults") if isinstance(entry, dict) for k, v in entry.items()}
+    values["profile"] = choices["profile"]
+    values["base"]["dataset"] = choices["dataset"]
+    return values
+
+
+def shared_values(conf_dir: Path = CONF_DIR) -> dict[str, Any]:
+    """The values of ``config.yaml`` itself, before any group sets its own.
+
+    ``profile`` and ``base.dataset``, which only the groups set, are the default choices of the
+    ``profile`` and ``dataset`` groups (``cpu``, ``mnist5k``).
+
+    :return: a fresh nested dict, every key of every section present.
+    """
+    import copy
+
+    return copy.deepcopy(_shared_values(str(Path(conf_dir).resolve())))
 
 
 def write_params(path: str | Path, overrides: Sequence[str] = (), conf_dir: Path = CONF_DIR) -> None:

@@ -1,8 +1,11 @@
-"""Reading ``params.yaml``: sections, types and ranges, into one ``Config``.
+"""Reading ``params.yaml`` into one validated ``Config``.
 
-``params.yaml`` is the Hydra composition of ``ncsn/conf`` (``ncsn.config.composition``) and
-holds every key. A mapping that leaves keys out or ``null`` (a test's, or a hand-written file)
-gets them from the composition of its ``profile`` and ``base.dataset``.
+``params.yaml`` is the Hydra composition of ``ncsn/conf`` (``ncsn.config.composition``), written
+once by ``dvc exp run`` or ``ncsn pipeline``: it holds every key, and is read as it is, its
+nulls included (``-S sample.corrector_sigmas=null`` stays null). A mapping that leaves keys out
+(a test's, or a hand-written file) is completed from one composition, that of its ``profile``
+and ``base.dataset``: each key left out or null takes the composed value. The schema itself
+holds no values (``ncsn.config.sections``).
 """
 
 from __future__ import annotations
@@ -11,18 +14,30 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import TypeAdapter, ValidationError
 
-from ncsn.config.coercion import build_section, key_text, suggest
-from ncsn.config.composition import compose_params, group_options
+from ncsn.config.composition import compose_params, group_options, shared_values
 from ncsn.config.errors import ConfigError
-from ncsn.config.ranges import check_ranges
-from ncsn.config.sections import SECTIONS, BaseConfig, Config
+from ncsn.config.messages import key_text, one_line, suggest
+from ncsn.config.sections import SECTIONS, Config
+
+_CONFIG = TypeAdapter(Config)
+
+
+def _completed(raw: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with those of ``raw`` that are not null on top; unknown keys kept, to be refused."""
+    return {**values, **{k: v for k, v in raw.items() if v is not None or k not in values}}
+
+
+def _complete(sections: dict[str, dict[str, Any]]) -> bool:
+    return all(set(cls.__dataclass_fields__) <= set(sections[name]) for name, cls in SECTIONS.items())
 
 
 def config_from_dict(params: dict[str, Any], *, source: str = "params.yaml") -> Config:
     """Build and validate a ``Config`` from parsed ``params.yaml`` data.
 
-    :param params: the YAML mapping; unknown sections or keys are errors.
+    :param params: the YAML mapping; unknown sections or keys are errors. One that leaves keys
+        out is completed from the composition of its profile and dataset (module docstring).
     :param source: the file name used in error messages.
     :raises ConfigError: naming the file, key, bad value and what is allowed.
     """
@@ -40,26 +55,47 @@ def config_from_dict(params: dict[str, Any], *, source: str = "params.yaml") -> 
     profile = "cpu" if profile is None else profile
     if not isinstance(profile, str) or profile not in profiles:
         raise ConfigError(f"{source}: 'profile' = {profile!r} is invalid; expected one of {', '.join(profiles)}.")
-    raw_base = params.get("base")
-    dataset = raw_base.get("dataset") if isinstance(raw_base, dict) else None
-    choices = [f"profile={profile}"]
-    if isinstance(dataset, str) and dataset in group_options("dataset"):
-        choices.append(f"dataset={dataset}")  # an unknown dataset is named by the type check below
-    preset = compose_params(choices)
     sections = {}
-    for name, cls in SECTIONS.items():
+    for name in SECTIONS:
         raw = params.get(name)
-        raw = {} if raw is None else raw
-        if not isinstance(raw, dict):
+        sections[name] = {} if raw is None else raw
+        if not isinstance(sections[name], dict):
             raise ConfigError(f"{source}: section '{name}' must be a mapping, found {raw!r}.")
-        sections[name] = build_section(name, cls, raw, preset.get(name, {}), source)
-    cfg = Config(profile=profile, **sections)
-    check_ranges(cfg, source)
-    return cfg
+    if not _complete(sections):
+        dataset = sections["base"].get("dataset")
+        choices = [f"profile={profile}"]
+        if isinstance(dataset, str) and dataset in group_options("dataset"):
+            choices.append(f"dataset={dataset}")  # an unknown dataset is named by the type check
+        composed = compose_params(choices)
+        sections = {name: _completed(raw, composed[name]) for name, raw in sections.items()}
+    data = {"profile": profile, **sections}
+    try:
+        return _CONFIG.validate_python(data)
+    except ValidationError as err:
+        raise ConfigError(one_line(err.errors(), data, SECTIONS, source)) from None
+
+
+def build_section(name: str, raw: dict[str, Any], source: str) -> Any:
+    """One section on its own (a checkpoint's ``model``), validated as in :func:`config_from_dict`.
+
+    A key left out or null takes its value in ``ncsn/conf/config.yaml`` (``shared_values``): a
+    key added after the mapping was written reads as the value it had before it existed.
+
+    :raises ConfigError: naming ``source``, the key, the bad value and what is allowed.
+    """
+    cls = SECTIONS[name]
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: section '{name}' must be a mapping, found {raw!r}.")
+    data = _completed(raw, shared_values()[name])
+    try:
+        return TypeAdapter(cls).validate_python(data)
+    except ValidationError as err:
+        errors = [{**error, "loc": (name, *error["loc"])} for error in err.errors()]
+        raise ConfigError(one_line(errors, {name: data}, {name: cls}, source)) from None
 
 
 def load_config(path: str | Path = "params.yaml") -> Config:
-    """Read, resolve and validate ``params.yaml``.
+    """Read and validate ``params.yaml``.
 
     :raises ConfigError: for a missing file, bad YAML, unknown keys or bad values.
     """

@@ -106,8 +106,8 @@ def _new_state(cfg: Config, data: _Data, sigmas: torch.Tensor, device: torch.dev
 
 def _same_run(saved: dict[str, Any], cfg: Config) -> bool:
     """Whether a checkpoint's config trains the same run as ``cfg``; a key the checkpoint
-    predates counts as its default value (``Config()``)."""
-    now, default = cfg.to_dict(), Config().to_dict()
+    predates counts as its value in ``ncsn/conf/config.yaml`` (``Config.defaults()``)."""
+    now, default = cfg.to_dict(), Config.defaults().to_dict()
     if any({**default[k], **saved[k]} != now[k] for k in _RESUME_KEYS):
         return False
     train = {**default["train"], **saved["train"]}

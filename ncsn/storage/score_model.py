@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from ncsn.storage.checkpoint import load_checkpoint
 from ncsn.config import ModelConfig, SampleConfig
-from ncsn.config.coercion import build_section
+from ncsn.config.loading import build_section
 from ncsn.stages.devices import bf16_slow_reason
 from ncsn.models import build_model
 from ncsn.core.rng import make_generators, rand_like
@@ -99,7 +99,7 @@ def load_score_model(source: str | Path | dict[str, Any], device: torch.device |
     sigmas = ckpt["sigmas"].to(device)
     # read as params.yaml is: lists (model.mults) become tuples; keys added since it was written take their defaults
     where = "checkpoint" if isinstance(source, dict) else str(source)
-    model_cfg = build_section("model", ModelConfig, ckpt["config"]["model"], {}, where)
+    model_cfg = build_section("model", ckpt["config"]["model"], where)
     net = build_model(**network_args(model_cfg), channels=ckpt["data"]["channels"],
                       image_size=ckpt["data"]["image_size"], sigmas=sigmas)
     weights = ckpt["ema"] if use_ema and ckpt.get("ema") is not None else ckpt["model"]

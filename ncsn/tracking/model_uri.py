@@ -73,8 +73,8 @@ def resolve_model_uri(uri: str | Path, cfg: Config | None = None) -> Path:
         import mlflow
         from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
 
-        store = mlflow.get_tracking_uri() if is_tracking_uri_set() else connect(Config())
-        root = Path(PathsConfig().mlflow)
+        store = mlflow.get_tracking_uri() if is_tracking_uri_set() else connect(Config.defaults())
+        root = Path(PathsConfig.defaults().mlflow)
     from mlflow import MlflowClient
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
