@@ -11,7 +11,7 @@ This is the network as the reference code computes it, op for op:
 * NCHW (contiguous) memory layout, no ``torch.compile``, no ``inference_mode``.
 
 Module and parameter names are those of :class:`ncsn.models.refinenet.NCSN`, so both load
-the same state dict and ``tests/test_fast_path.py`` can check that they compute the same
+the same state dict and ``tests/models/test_fast_path.py`` can check that they compute the same
 function. Only the conditional (paper) network is ported. Not used by the library.
 """
 

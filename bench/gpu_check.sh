@@ -6,7 +6,7 @@
 #                                       # and arguments on the CPU (bash -n, --help, params files)
 #
 # Parts (each under its own time limit, all under one 8-minute deadline):
-#   a. cuda-tests  the CUDA tests (tests/test_cuda.py: fused CondIN++, RefineNet forward and
+#   a. cuda-tests  the CUDA tests (tests/models/test_cuda.py: fused CondIN++, RefineNet forward and
 #                  training step, Algorithm 1 and its seeds, on the GPU against the CPU)
 #   b. bench       bench/bench_networks.py on cuda, CIFAR network, bf16 + torch.compile: the
 #                  fraction of peak (PEAK_TFLOPS, else taken from the GPU's name)
@@ -139,8 +139,8 @@ parser.parse_args(["--params", f"{work}/paper.yaml", "sample", "--n", "8", "--ou
 get_args_parser().parse_args(["--standalone", "--nproc_per_node", "1", "-m", "ncsn", "--params", f"{work}/ddp.yaml",
                               "train"])
 EOF
-  "$PY" -m pytest -q -p no:cacheprovider --collect-only tests/test_cuda.py >/dev/null \
-    || { echo "gpu_check: tests/test_cuda.py does not collect" >&2; exit 1; }
+  "$PY" -m pytest -q -p no:cacheprovider --collect-only tests/models/test_cuda.py >/dev/null \
+    || { echo "gpu_check: tests/models/test_cuda.py does not collect" >&2; exit 1; }
   echo "gpu_check: syntax, the arguments of every command and both params files checked on the CPU"
 fi
 
@@ -150,7 +150,7 @@ PEAK_ARGS=()
 [ -n "$PEAK" ] && PEAK_ARGS=(--peak-tflops "$PEAK")
 
 part cuda-tests 60 "grep -E '(passed|failed|skipped|error)' | tail -n 1" -- \
-  "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py
+  "$PY" -m pytest -q -p no:cacheprovider tests/models/test_cuda.py
 
 part bench 170 "grep -E 'compile-bf16' | awk '{print \$0}' | tr -s ' ' | tail -n 2" -- \
   "$PY" bench/bench_networks.py --device cuda --which cifar --batch 128 --variants fast compile-bf16 \

@@ -3,7 +3,7 @@
 Used by the end-to-end test to check that the pipeline's results stay bit-identical
 (``tests/golden/smoke_<cpu capability>.json``, recorded from an earlier state of the code).
 Regenerate a golden file only when a change is meant to alter results:
-``NCSN_RECORD_GOLDEN=1 pytest tests/test_end_to_end.py``.
+``NCSN_RECORD_GOLDEN=1 pytest tests/pipeline/test_end_to_end.py``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A process that registers one checkpoint under given FIDs, racing others (tests/test_mlflow_server.py).
+"""A process that registers one checkpoint under given FIDs, racing others (tests/tracking/test_mlflow_server.py).
 
 ``python -m tests.promotion_worker GO_FILE CHECKPOINT FID [FID ...]`` connects to
 ``$MLFLOW_TRACKING_URI`` (a real server), prints ``ready``, waits until ``GO_FILE`` exists (so

@@ -1,4 +1,4 @@
-"""A process that registers models until it is killed (driven by tests/test_crash_registry.py).
+"""A process that registers models until it is killed (driven by tests/tracking/test_crash_registry.py).
 
 ``python -m tests.registry_worker MLFLOW_DIR CHECKPOINT ...`` registers the checkpoints in turn
 (``--rounds`` times over) exactly as the evaluate stage does (a stage run, then

@@ -6,7 +6,7 @@ mode of their half-plane (≈ 1/2 each) for any practical number of steps. Annea
 σ₁ = 20, where the two modes are one blob, moves the right fraction of chains to each mode
 before the noise shrinks.
 
-Settings of the known-answer tests in tests/test_sampling.py, with fewer chains:
+Settings of the known-answer tests in tests/core/test_sampling.py, with fewer chains:
 σ geometric from 20 to 1 over L = 10 levels; annealed Langevin with ε = 0.1 (paper
 convention α_i = ε σ_i²/σ_L²) and T = ``figures.n_steps_each``; plain Langevin with step
 α = 0.1 for L·T steps (the same number of score evaluations). Panels use exact scores

@@ -18,7 +18,7 @@ from ncsn.models.normalization import ConditionalInstanceNorm2dPlus
 from ncsn.models.refinenet import NCSN
 
 SIGMAS = torch.logspace(0, -2, 10)
-_BENCH = Path(__file__).resolve().parents[1] / "bench" / "baseline_ncsn.py"
+_BENCH = Path(__file__).resolve().parents[2] / "bench" / "baseline_ncsn.py"
 
 
 def _baseline_module():

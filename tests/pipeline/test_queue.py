@@ -20,7 +20,7 @@ from typing import Any, Iterator
 import pytest
 
 from tests.helpers import copy_repository, repo_env
-from tests.test_idx_datasets import write_idx_dataset
+from tests.data.test_idx_datasets import write_idx_dataset
 
 pytestmark = pytest.mark.slow
 

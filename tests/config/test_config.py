@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from ncsn.config import SECTIONS, Config, ConfigError, config_from_dict, load_config
 from ncsn.config.composition import CONF_DIR, compose_params, group_options
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tests.helpers import REPO
 
-PARTS = {"cuda-tests": "tests/test_cuda.py",
+PARTS = {"cuda-tests": "tests/models/test_cuda.py",
          "bench": "bench/bench_networks.py --device cuda --which cifar",
          "paper-train": "paper.yaml train",
          "paper-sample": "sample --n 8",

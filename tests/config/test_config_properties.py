@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from ncsn.config import SECTIONS, ConfigError, config_from_dict, load_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 FEW = settings(max_examples=60, deadline=None)
 

@@ -12,7 +12,7 @@ import ast
 import re
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PACKAGES = [REPO / "ncsn", REPO / "flows"]
 UNSAFE_MODULES = {"cloudpickle", "dill", "joblib", "mlflow.pytorch", "mlflow.pyfunc", "shelve", "marshal"}
 SERVER = re.compile(r"\b(mlflow (ui|server)|prefect server start|uvicorn|gunicorn|python -m http\.server)\b")

@@ -87,7 +87,7 @@ def test_the_model_is_registered_and_champion(smoke_run) -> None:
 
 
 def test_the_report_has_every_section_and_every_input(smoke_run) -> None:
-    from tests.test_report import SECTION_IDS, parse
+    from tests.reporting.test_report import SECTION_IDS, parse
 
     repo, _ = smoke_run
     html = (repo / "outputs/report/report.html").read_text()
