@@ -14,6 +14,15 @@ Numbers from the classifier are named ``classifier_is``, ``classifier_fid``, ...
 
 from __future__ import annotations
 
+# The FIDs the evaluate stage can write, one per feature space, with the prefix of that space's
+# metric keys (``classifier_is``, ``raw_kid_mean``, ...) and the registry's name for the kind.
+# Only FIDs of the same kind compare.
+FID_KINDS = {
+    "classifier_fid": {"prefix": "classifier_", "extractor": "classifier", "kind": "classifier_fid"},
+    "fid": {"prefix": "", "extractor": "Inception", "kind": "inception_fid"},
+    "raw_fid": {"prefix": "raw_", "extractor": "raw", "kind": "raw_fid"},
+}
+
 
 class EvaluationError(RuntimeError):
     """A user-fixable evaluation problem (missing weights, missing inputs, bad settings).
@@ -23,4 +32,4 @@ class EvaluationError(RuntimeError):
     """
 
 
-__all__ = ["EvaluationError"]
+__all__ = ["FID_KINDS", "EvaluationError"]

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ncsn.config import Config
+from ncsn.evaluation import FID_KINDS
 from ncsn.reporting import sections as S
 from ncsn.reporting.environment import git_commit
 from ncsn.reporting.render import fmt, render, write_file
@@ -32,7 +33,7 @@ def summary_section(inputs: S.Inputs) -> S.Data:
     if train_rows:
         rows.append(("training steps, last loss", f"{train_rows[-1].get('step')}, {train_rows[-1].get('loss')}"))
     metrics = inputs.json("metrics") or {}
-    for key in ("fid", "is", "classifier_fid", "classifier_is", "raw_fid"):
+    for key in [k for fid in FID_KINDS for k in (fid, f"{FID_KINDS[fid]['prefix']}is")]:
         if key in metrics:
             floor, real = metrics.get(f"floor_{key}_train_vs_test"), metrics.get(f"reference_{key}_test")
             rows.append((key, fmt(metrics[key]) + (f" (real-vs-real floor {fmt(floor)})" if floor is not None else "")

@@ -32,19 +32,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ncsn.tracking.champion import CHAMPION, converge_champion, mark_verified, set_champion
-from ncsn.storage.checkpoint import check_compatible, file_sha256, load_checkpoint
 from ncsn.config import Config
+from ncsn.evaluation import FID_KINDS
+from ncsn.storage.checkpoint import check_compatible, file_sha256, load_checkpoint
+from ncsn.tracking.champion import CHAMPION, converge_champion, mark_verified, set_champion
 from ncsn.tracking.model_uri import resolve_model_uri
 from ncsn.tracking.registered_model import ARTIFACT_PATH, RegistryError, files_problem, model_name, write_model_dir
-from ncsn.tracking.trackers import NullTracker, Tracker
 from ncsn.tracking.runs import connect
+from ncsn.tracking.trackers import NullTracker, Tracker
 
 __all__ = ["CHAMPION", "RegistryError", "fid_of", "model_name", "register_and_promote", "resolve_model_uri"]
 
-# metrics.json key -> FID kind (ncsn.evaluation.extractor: "" = Inception).
-FID_KEYS = {"classifier_fid": "classifier_fid", "inception_fid": "inception_fid", "fid": "inception_fid",
-            "raw_fid": "raw_fid"}
 _READY_TIMEOUT_S = 300.0
 
 
@@ -53,10 +51,10 @@ def fid_of(metrics: dict[str, Any]) -> tuple[str, float]:
 
     :raises RegistryError: when no FID is there.
     """
-    for key, kind in FID_KEYS.items():
+    for key, fid in FID_KINDS.items():
         if key in metrics:
-            return kind, float(metrics[key])
-    raise RegistryError(f"no FID in the metrics (looked for {', '.join(FID_KEYS)}); cannot rank the model")
+            return fid["kind"], float(metrics[key])
+    raise RegistryError(f"no FID in the metrics (looked for {', '.join(FID_KINDS)}); cannot rank the model")
 
 
 def _wait_ready(client, name: str, version: str) -> str:

@@ -25,12 +25,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from ncsn.evaluation import FID_KINDS
 from ncsn.reporting.compare.select import PIPELINE, RUN_NAME, STAGE, Store, dataset_of, first_of, stage_runs
+from ncsn.tracking.champion import CHAMPION
 
 UNKNOWN = "unknown"
-CHAMPION = "champion"  # ncsn.tracking.registry.CHAMPION
 # FID metric key -> (metric prefix, extractor shown when the run has no ``extractor`` tag).
-EXTRACTORS = {"classifier_fid": ("classifier_", "classifier"), "fid": ("", "Inception"), "raw_fid": ("raw_", "raw")}
 # Scores read from the evaluate stage: our name -> metric key without the extractor prefix.
 SCORES = {"is": "{p}is", "fid": "{p}fid", "kid_mean": "{p}kid_mean", "kid_std": "{p}kid_std",
           "floor_fid": "floor_{p}fid_train_vs_test", "floor_kid_mean": "floor_{p}kid_mean_train_vs_test",
@@ -97,12 +97,12 @@ def _scores(evaluate: pd.Series | None) -> dict[str, object]:
     values: dict[str, object] = {"extractor": None, **{k: float("nan") for k in SCORES}}
     if evaluate is None:
         return values
-    for key, (prefix, default_name) in EXTRACTORS.items():
+    for key, fid in FID_KINDS.items():
         if pd.notna(evaluate.get(f"metrics.{key}")):
             tag = evaluate.get("tags.extractor")
-            values["extractor"] = tag if isinstance(tag, str) and tag else default_name
+            values["extractor"] = tag if isinstance(tag, str) and tag else fid["extractor"]
             for ours, theirs in SCORES.items():
-                values[ours] = float(evaluate.get(f"metrics.{theirs.format(p=prefix)}", float("nan")))
+                values[ours] = float(evaluate.get(f"metrics.{theirs.format(p=fid['prefix'])}", float("nan")))
             break
     return values
 
