@@ -80,7 +80,8 @@ class Model:
         """
         y = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
         if y.shape[1:] != self.shape:
-            raise ValueError(f"images of shape {tuple(images.shape)}; this model takes [B, {', '.join(map(str, self.shape))}]")
+            shape = ", ".join(map(str, self.shape))
+            raise ValueError(f"images of shape {tuple(images.shape)}; this model takes [B, {shape}]")
         y = y.to(self.device)
         observed = masks.to(self.device)
         spec = self.inpaint_sampler

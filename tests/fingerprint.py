@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from ncsn.storage.checkpoint import checkpoint_sigmas
+
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 
 
@@ -54,7 +56,7 @@ def fingerprint(repo: Path) -> dict[str, Any]:
         "evaluate": _numbers(json.loads((out / "evaluate" / "metrics.json").read_text())),
         "classifier": _numbers(json.loads((out / "classifier" / "metrics.json").read_text())),
         "figures": _numbers(json.loads((out / "figures" / "figures.json").read_text())),
-        "sigmas": model["sigmas"].tolist(),
+        "sigmas": checkpoint_sigmas(model).tolist(),
         "model": {name: _tensor_sha256(t) for name, t in sorted(model["model"].items())},
         "ema": {name: _tensor_sha256(t) for name, t in sorted((model["ema"] or {}).items())},
         "shards": shards,

@@ -44,7 +44,7 @@ def _register(cfg: Config, tracker, metrics: dict[str, Any]) -> None:
 
 def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
     """Evaluate ``paths.sample`` against the held-out split; write ``paths.evaluate``."""
-    from ncsn.storage.checkpoint import final_model_path, list_checkpoints, load_final_model
+    from ncsn.storage.checkpoint import checkpoint_sigmas, final_model_path, list_checkpoints, load_final_model
     from ncsn.data import load_split
     from ncsn.stages.devices import resolve_device
     from ncsn.stages.distributed import init_distributed, local_rank
@@ -77,7 +77,7 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
     extractor = resolve_extractor(cfg, vector_data=samples.ndim == 2, classifier_path=classifier_path)
     p = extractor.prefix
     log.info("evaluating %d samples with %s", len(samples), extractor.name)
-    select_spec = resolve_sampler(cfg.sample, final["sigmas"], n_steps_each=cfg.evaluate.select_steps_each)
+    select_spec = resolve_sampler(cfg.sample, checkpoint_sigmas(final), n_steps_each=cfg.evaluate.select_steps_each)
     tracker.log_params({f"select_sampler.{k}": v for k, v in select_spec.to_dict().items()})
 
     def log_score(score) -> None:

@@ -147,7 +147,6 @@ def _sampling_state(state: _State, sigmas: torch.Tensor, cfg: Config, data: _Dat
         "format": FORMAT,
         "step": state.step,
         "config": cfg.to_dict(),
-        "sigmas": sigmas.cpu(),
         "data": {"dataset": cfg.base.dataset, "channels": data.channels, "image_size": data.image_size},
         "model": {k: v.cpu() for k, v in state.model.state_dict().items()},
         "ema": {k: v.cpu() for k, v in state.ema.module.state_dict().items()} if state.ema is not None else None,

@@ -1,4 +1,4 @@
-"""Self-describing checkpoints: state dicts + step + config + sigma schedule.
+"""Self-describing checkpoints: state dicts (the σ schedule among the network's buffers) + step + config.
 
 A checkpoint is a plain dict of tensors and Python primitives, written atomically
 (temporary file in the same folder, fsync, ``os.replace``) and read with
@@ -9,9 +9,9 @@ Layout of a checkpoint dict::
     format       "ncsn-checkpoint/1"
     step         int, optimisation steps done
     config       Config.to_dict() of the run that wrote it
-    sigmas       Tensor[L], the noise levels, descending
     data         {"dataset", "channels", "image_size"}
-    model        state dict of the score network
+    model        state dict of the score network; its buffer ``sigmas`` is the [L] noise levels,
+                 descending, the one copy of the schedule (:func:`checkpoint_sigmas`)
     ema          state dict of the EMA network, or None
     optimizer    optimiser state dict (training checkpoints only)
     rng          generator states (training checkpoints only)
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from torch import Tensor
 
 from ncsn.storage.atomic import atomic_write, os_error_in
 
@@ -98,6 +99,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"{path} is not an ncsn checkpoint: expected format {FORMAT!r}, found {found!r}")
     return ckpt
+
+
+def checkpoint_sigmas(ckpt: dict[str, Any]) -> Tensor:
+    """The [L] noise levels of a checkpoint: the network's ``sigmas`` buffer (files written before
+    the schedule lived only there carry it as the top-level ``sigmas`` too, which is read when the
+    state dict lacks it)."""
+    sigmas = ckpt["model"].get("sigmas")
+    return ckpt["sigmas"] if sigmas is None else sigmas
 
 
 def check_compatible(ckpt: dict[str, Any], *, arch: str, dataset: str, source: str | Path) -> None:

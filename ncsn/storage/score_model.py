@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from ncsn.storage.checkpoint import load_checkpoint
+from ncsn.storage.checkpoint import checkpoint_sigmas, load_checkpoint
 from ncsn.config import ModelConfig, SampleConfig
 from ncsn.config.loading import build_section
 from ncsn.stages.devices import bf16_slow_reason
@@ -96,7 +96,7 @@ def load_score_model(source: str | Path | dict[str, Any], device: torch.device |
     :raises CheckpointError: for unreadable or unsafe files.
     """
     ckpt = source if isinstance(source, dict) else load_checkpoint(source)
-    sigmas = ckpt["sigmas"].to(device)
+    sigmas = checkpoint_sigmas(ckpt).to(device)
     # read as params.yaml is: lists (model.mults) become tuples; keys added since it was written take their defaults
     where = "checkpoint" if isinstance(source, dict) else str(source)
     model_cfg = build_section("model", ckpt["config"]["model"], where)

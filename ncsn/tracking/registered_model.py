@@ -4,7 +4,7 @@ What is registered. A version of ``ncsn-<dataset>`` (``ncsn.tracking.registry``)
 
     MLmodel       flavour "ncsn" -> model.pt (format, SHA-256, size, loader) and the signature:
                   inputs x [-1, C, H, W] float32 and levels [-1] int64 -> score [-1, C, H, W] float32
-    model.pt      our checkpoint: state dicts + sigmas + config (ncsn.storage.checkpoint), nothing else
+    model.pt      our checkpoint: state dicts (with the sigmas) + config (ncsn.storage.checkpoint), nothing else
     config.yaml   the configuration the network was trained with (secrets redacted)
 
 Why not ``mlflow.pytorch`` or ``pyfunc``. Those flavours pickle the model object (``torch.save``
@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from ncsn.storage.checkpoint import FORMAT, file_sha256
+from ncsn.storage.checkpoint import FORMAT, checkpoint_sigmas, file_sha256
 from ncsn.tracking.redaction import redact
 
 FLAVOR = "ncsn"
@@ -69,7 +69,7 @@ def write_model_dir(checkpoint: Path, ckpt: dict[str, Any], out_dir: Path, run_i
     data = ckpt["data"]
     model = Model(artifact_path=ARTIFACT_PATH, run_id=run_id,
                   signature=signature_for(data["channels"], data["image_size"]),
-                  metadata={"dataset": data["dataset"], "step": int(ckpt["step"]), "num_levels": len(ckpt["sigmas"]),
+                  metadata={"dataset": data["dataset"], "step": int(ckpt["step"]), "num_levels": len(checkpoint_sigmas(ckpt)),
                             "arch": ckpt["config"]["model"]["arch"]})
     model.add_flavor(FLAVOR, checkpoint=MODEL_FILE, format=FORMAT, loader=LOADER, config="config.yaml",
                      sha256=file_sha256(out_dir / MODEL_FILE), size=(out_dir / MODEL_FILE).stat().st_size)
