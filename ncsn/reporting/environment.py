@@ -14,8 +14,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-# Stages whose MLflow runs are looked for (run name, or tag "stage").
-STAGE_NAMES = ("prepare", "classifier", "train", "sample", "evaluate", "inpaint", "figures", "report")
+from ncsn.stages import STAGES  # the stages whose MLflow runs are looked for (run name, or tag "stage")
 
 
 def _cpu_model() -> str:
@@ -77,10 +76,10 @@ def git_commit(repo: Path | None = None) -> str | None:
 def _stage_of(run: Any) -> str | None:
     tags = run.data.tags
     for key in ("stage", "ncsn.stage"):
-        if tags.get(key) in STAGE_NAMES:
+        if tags.get(key) in STAGES:
             return tags[key]
     name = run.info.run_name or ""
-    for stage in STAGE_NAMES:
+    for stage in STAGES:
         if name == stage or name.startswith((f"{stage}-", f"{stage}_", f"{stage} ")):
             return stage
     return None
@@ -121,4 +120,4 @@ def mlflow_stage_times() -> list[dict[str, Any]]:
     return [{"stage": s, "seconds": (r.info.end_time - r.info.start_time) / 1000,
              "start": datetime.fromtimestamp(r.info.start_time / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
              "run_id": r.info.run_id}
-            for s in STAGE_NAMES if (r := newest.get(s)) is not None]
+            for s in STAGES if (r := newest.get(s)) is not None]
