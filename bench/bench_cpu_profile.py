@@ -11,7 +11,7 @@ Usage::
 
 The network is the one ``ncsn.models.build_model`` builds from the composed profile
 (``compose_params(["profile=cpu", *overrides])``), for the dataset's image shape. A timed
-step is what ``ncsn.stages.train_loop`` does per step, minus the data loading: draw the levels and the
+step is what ``ncsn.stages.train`` does per step, minus the data loading: draw the levels and the
 noise, the weighted DSM loss (paper Eq. 5-6, ``train.weighting``) forward, backward, gradient clipping when
 ``train.grad_clip`` is set, the Adam step and the EMA update when ``train.ema`` is on, then
 ``loss.item()``; ``train.bf16`` autocasts as training does. ``--channels-last`` and
@@ -110,7 +110,7 @@ def noise_levels(cfg: Config) -> tuple[torch.Tensor, str]:
 
 
 class TrainStep:
-    """One training step of ``ncsn.stages.train_loop`` on a fixed in-memory batch."""
+    """One training step of ``ncsn.stages.train`` on a fixed in-memory batch."""
 
     def __init__(self, cfg: Config, batch: int, channels_last: bool, compile: bool) -> None:
         tc = cfg.train

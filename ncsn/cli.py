@@ -34,7 +34,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from ncsn.evaluation import EvaluationError
     from ncsn.tracking.registry import RegistryError
     from ncsn.storage.shards import SampleError
-    from ncsn.stages.train_loop import TrainingDiverged
+    from ncsn.stages.train import TrainingDiverged
     from ncsn.storage.user_images import ImageInputError
 
     return (ConfigError, CheckpointError, DataError, TrainingDiverged, EvaluationError, RegistryError, SampleError,

@@ -32,7 +32,7 @@ from ncsn.stages.distributed import DistInfo, map_chunks
 from ncsn.evaluation.extractor import Extractor
 from ncsn.evaluation.fidelity import fidelity_metrics
 from ncsn.storage.tables import write_csv
-from ncsn.stages.sample_shards import to_storage
+from ncsn.storage.score_model import to_storage
 from ncsn.stages.sampler import SamplerSpec, sample_batch
 from ncsn.storage.score_model import ScoreModel, load_for_sampling
 from ncsn.stages.validation import validation_loss

@@ -10,21 +10,146 @@ Writes into ``paths.sample`` (or ``--out``)::
 
 Sample ``i`` uses seed ``base.seed + i``. Shards are written atomically and only
 missing ones are drawn, so a rerun after a crash continues without duplicate or
-missing samples; memory stays flat in ``sample.n_samples`` (``ncsn.stages.sample_shards``).
+missing samples; memory stays flat in ``sample.n_samples``.
+
+Under ``torchrun`` the ranks share the missing shards: rank 0 checks the folder (manifest,
+damaged shards) and lists what is missing; rank ``r`` draws entries ``r, r + N, …`` of that
+list. A shard depends only on its seeds, so the files are the same for any number of ranks.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import math
+import time
 from pathlib import Path
+from typing import Any
 
-from ncsn.storage.checkpoint import file_sha256, load_checkpoint, load_final_model
+import torch
+from tqdm import tqdm
+
 from ncsn.config import Config
 from ncsn.stages.devices import resolve_device
-from ncsn.stages.distributed import broadcast_from_main, init_distributed, local_rank
-from ncsn.stages.sample_shards import PREVIEWS, draw_shards, shard_manifest, write_previews
-from ncsn.stages.sampler import resolve_sampler
-from ncsn.storage.score_model import load_for_sampling
+from ncsn.stages.distributed import DistInfo, barrier, broadcast_from_main, init_distributed, local_rank, my_share
+from ncsn.stages.sampler import SamplerSpec, resolve_sampler, sample_batch, trajectory
+from ncsn.storage.checkpoint import file_sha256, load_checkpoint, load_final_model
+from ncsn.storage.images import grid_image, save_gif, save_grid, save_image, scatter_image
+from ncsn.storage.score_model import ScoreModel, load_for_sampling, to_storage, to_uint8
+from ncsn.storage.shards import (SampleError, existing_shards, read_samples, remove_partial_files, reset_if_stale,
+                                 shard_holds, shard_seeds, write_shard)
+
+PREVIEWS = ("grid.png", "trajectory.png", "trajectory.gif")
+log = logging.getLogger(__name__)
+
+
+def shard_manifest(model_sha256: str, sample_settings: dict[str, Any], seed: int,
+                   spec: SamplerSpec) -> dict[str, Any]:
+    """What a run's shards are drawn from: the model file, the ``sample`` section, the seed and the sampler."""
+    return {"model_sha256": model_sha256, "sample": sample_settings, "seed": seed, "sampler": spec.to_dict()}
+
+
+def missing_shards(shard_dir: Path, manifest: dict[str, Any], *, n_samples: int, batch_size: int,
+                   seed: int) -> list[int]:
+    """Indices of the shards still to draw, after dropping what cannot be kept.
+
+    Shards of another manifest go first; so do those of another sample count, damaged ones and
+    temporary files of a killed writer.
+
+    :raises SampleError: when the folder cannot be written.
+    """
+    reset_if_stale(shard_dir, manifest)
+    n_shards = math.ceil(n_samples / batch_size)
+    remove_partial_files(shard_dir)
+    done = existing_shards(shard_dir)
+    for index, path in list(done.items()):
+        if index >= n_shards or not shard_holds(path, shard_seeds(seed, index, batch_size, n_samples)):
+            path.unlink()
+            del done[index]
+    return [k for k in range(n_shards) if k not in done]
+
+
+def _ranges(indices: list[int]) -> str:
+    """``[0, 1, 2, 5, 7, 8]`` → ``"0-2,5,7-8"``."""
+    runs: list[list[int]] = []
+    for k in indices:
+        if runs and k == runs[-1][1] + 1:
+            runs[-1][1] = k
+        else:
+            runs.append([k, k])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs) or "none"
+
+
+def draw_shards(model: ScoreModel, spec: SamplerSpec, shard_dir: Path, manifest: dict[str, Any], *,
+                n_samples: int, batch_size: int, seed: int, dist: DistInfo = DistInfo()) -> list[int]:
+    """Draw every missing shard of ``n_samples`` samples (seeds ``seed``, ``seed + 1``, …) into ``shard_dir``.
+
+    See :func:`missing_shards` for what is kept. With ``dist.world_size`` = N, rank 0 checks
+    the folder while the others wait; each rank then draws its share of the missing shards,
+    and all return together.
+
+    :return: the indices of the shards this rank drew.
+    :raises SampleError: when the folder or a shard cannot be written.
+    """
+    todo: list[int] | None = None
+    if dist.is_main:
+        todo = missing_shards(shard_dir, manifest, n_samples=n_samples, batch_size=batch_size, seed=seed)
+    todo = broadcast_from_main(todo, dist)  # the others wait for rank 0's check of the folder
+    mine = my_share(todo, dist)
+    n_shards = math.ceil(n_samples / batch_size)
+    start = time.perf_counter()
+    if dist.world_size == 1:
+        progress = tqdm(mine, desc="sample shards", initial=n_shards - len(todo), total=n_shards, dynamic_ncols=True)
+    else:
+        progress = tqdm(mine, desc=f"sample shards (rank {dist.rank} of {dist.world_size})", dynamic_ncols=True)
+    for index in progress:
+        seeds = shard_seeds(seed, index, batch_size, n_samples)
+        write_shard(shard_dir, index, to_storage(sample_batch(model, seeds, spec), model), seeds)
+    log.info("rank %d of %d drew %d of %d shards in %.1f s: %s", dist.rank, dist.world_size, len(mine), n_shards,
+             time.perf_counter() - start, _ranges(mine))
+    barrier(dist)
+    return mine
+
+
+def _write_trajectory(model: ScoreModel, spec: SamplerSpec, seeds: list[int], out_dir: Path) -> None:
+    """``trajectory.png`` (row i: sample i after each level) and ``trajectory.gif``."""
+    frames, columns = [], []
+    for level, x in trajectory(model, seeds, spec):
+        label = "start" if level < 0 else ("denoised" if level >= len(model.sigmas) else
+                                           f"level {level}: sigma {model.sigmas[level].item():.3g}")
+        if x.ndim == 4:
+            images = to_uint8(x, logit_transform=model.logit_transform)
+            columns.append(images)
+            frames.append(grid_image(images, nrow=int(math.ceil(math.sqrt(len(seeds))))))
+        else:
+            frames.append(scatter_image(x, title=label))
+    save_gif(frames, out_dir / "trajectory.gif")
+    if columns:
+        table = torch.stack(columns, dim=1).flatten(0, 1)
+        save_grid(table, out_dir / "trajectory.png", nrow=len(columns))
+    else:
+        save_image(frames[-1], out_dir / "trajectory.png")
+
+
+def write_previews(model: ScoreModel, spec: SamplerSpec, shard_dir: Path, out_dir: Path, *,
+                   trajectory_seeds: list[int]) -> None:
+    """``grid.png`` (the first 100 samples, or a scatter of all points) and the trajectory files.
+
+    :raises SampleError: when ``out_dir`` cannot be written (the shards drawn so far stay valid).
+    """
+    for name in PREVIEWS:  # temporary files of a killed run
+        for stale in out_dir.glob(f".{name}.*"):
+            stale.unlink(missing_ok=True)
+    samples, _ = read_samples(shard_dir, limit=100)
+    try:
+        if samples.ndim == 4:
+            save_grid(samples[:100], out_dir / "grid.png", nrow=10)
+        else:
+            all_points, _ = read_samples(shard_dir)
+            save_image(scatter_image(all_points, title=f"{len(all_points)} samples"), out_dir / "grid.png")
+        _write_trajectory(model, spec, trajectory_seeds, out_dir)
+    except OSError as err:
+        raise SampleError(f"cannot write into {out_dir}: {err.strerror or err}") from None
 
 
 def _positive_int(text: str) -> int:

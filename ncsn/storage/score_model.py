@@ -125,6 +125,11 @@ def to_uint8(x: torch.Tensor, *, logit_transform: bool = False) -> torch.Tensor:
     return (x.clamp(0, 1) * 255).round().to(torch.uint8).cpu()
 
 
+def to_storage(x: torch.Tensor, model: ScoreModel) -> torch.Tensor:
+    """Samples as stored: uint8 [B, C, H, W] images, or float [B, D] points, on the CPU."""
+    return to_uint8(x, logit_transform=model.logit_transform) if x.ndim == 4 else x.float().cpu()
+
+
 def initial_state(model: ScoreModel, seeds: Sequence[int]) -> tuple[torch.Tensor, list[torch.Generator]]:
     """Uniform starting points x₀ ~ U[0,1)^D (paper Algorithm 1), one generator per sample.
 

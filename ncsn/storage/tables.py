@@ -53,3 +53,20 @@ def write_sigmas_csv(path: str | Path, sigmas: Sequence[float] | Tensor) -> None
     """
     values = sigmas.tolist() if isinstance(sigmas, Tensor) else [float(s) for s in sigmas]
     write_csv(path, ["level", "sigma"], [[i, f"{s:.8g}"] for i, s in enumerate(values)])
+
+
+class CsvLog:
+    """A CSV that grows by rows, rewritten whole (atomically) at each row; on resume it keeps the
+    rows up to the step it resumes from."""
+
+    def __init__(self, path: Path, header: list[str], resume_step: int) -> None:
+        self.path, self.header = path, header
+        self.rows: list[list[Any]] = []
+        if resume_step > 0 and path.is_file():
+            with path.open() as f:
+                self.rows = [r for r in list(csv.reader(f))[1:] if r and int(r[0]) <= resume_step]
+        write_csv(path, header, self.rows)
+
+    def append(self, row: list[Any]) -> None:
+        self.rows.append(row)
+        write_csv(self.path, self.header, self.rows)

@@ -364,7 +364,7 @@ def _run(stage: str, cfg: Config, tracker: RecordingTracker) -> None:
 
 
 def test_classifier_and_evaluate_stages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stand_in: Path) -> None:
-    from ncsn.stages.train_loop import train
+    from ncsn.stages.train import train
 
     cfg = _stage_cfg(tmp_path)
     out = tmp_path / "outputs"

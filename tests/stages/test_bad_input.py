@@ -437,7 +437,7 @@ def test_a_file_size_limit_in_a_real_process_leaves_no_partial_split(tmp_path: P
 
 def test_divergence_is_one_line_and_keeps_the_last_good_checkpoint(
         tmp_path: Path, prepared: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ncsn.stages.train_loop as train_module
+    import ncsn.stages.train as train_module
     from ncsn.storage.checkpoint import list_checkpoints, load_checkpoint
 
     params = _params(tmp_path, overrides={"train": {"n_iters": 8, "snapshot_freq": 3, "batch_size": 8,

@@ -68,7 +68,7 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path: Path, prepared: Path, ob
 
 def test_divergence_stops_with_a_clear_error_and_keeps_the_last_checkpoint(
         tmp_path: Path, prepared: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ncsn.stages.train_loop as train_module
+    import ncsn.stages.train as train_module
 
     link_prepared(tmp_path, prepared)
     cfg = load_config(_params(tmp_path, n_iters=20, snapshot_freq=5))
