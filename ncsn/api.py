@@ -23,7 +23,7 @@ from ncsn.core.inpaint import inpaint as inpaint_algorithm2
 from ncsn.core.rng import make_generators
 from ncsn.data.transforms import LOGIT_LAMBDA, from_model_input
 from ncsn.stages.sampler import SamplerSpec, resolve_inpaint_sampler, resolve_sampler, sample_batch
-from ncsn.storage.checkpoint import MODEL_FILE, CheckpointError, load_checkpoint
+from ncsn.storage.checkpoint import MODEL_FILE, load_checkpoint
 from ncsn.storage.score_model import ScoreModel, load_score_model
 
 __all__ = ["Model", "load"]
@@ -164,9 +164,4 @@ def _resolve(source: str | Path) -> Path:
 
         return resolve_model_uri(text, load_config() if Path("params.yaml").is_file() else None)
     path = Path(text)
-    if path.is_dir():
-        if not (path / MODEL_FILE).is_file():
-            raise CheckpointError(f"{path} is a folder without {MODEL_FILE}; pass a checkpoint file"
-                                  f" such as {path / MODEL_FILE}")
-        return path / MODEL_FILE
-    return path
+    return path / MODEL_FILE if (path / MODEL_FILE).is_file() else path  # a train stage folder: its model.pt

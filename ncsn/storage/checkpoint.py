@@ -80,6 +80,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         would run code) or not an ncsn checkpoint.
     """
     path = Path(path)
+    if path.is_dir():
+        found = (path / MODEL_FILE).is_file()
+        inside = f"the file in it, {path / MODEL_FILE}" if found else f"a checkpoint file such as {path / MODEL_FILE}"
+        raise CheckpointError(f"{path} is a folder, not a checkpoint; pass {inside}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
     try:
