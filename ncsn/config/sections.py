@@ -21,11 +21,19 @@ from ncsn.config.fields import (Band, Bool, Channels, Count, Eps, Finite, GradCl
                                 Mults, NumLevels, OpenFraction, Positive, SigmaBegin, SigmaEnd, Str, UnitFraction,
                                 WeightDecay)
 
+from ncsn.core.losses.weighting import WEIGHTINGS
+from ncsn.core.precond import PRECONDS
+from ncsn.core.sampling import CONVENTIONS, SAMPLERS
+from ncsn.models import ARCHS
+
+# The choices the library defines are read from it; the schema keeps no second list.
 Dataset = Literal["mnist5k", "mnist", "fashion_mnist", "cifar10", "celeba", "folder", "gmm"]
-Arch = Literal["ncsn", "ncsnv2", "unet", "mlp"]
-Sampler = Literal["ald", "pc"]  # ald: Algorithm 1, L*T evaluations | pc: L*(T+1)
+Arch = Literal[ARCHS]
+Sampler = Literal[tuple(SAMPLERS)]  # ald: Algorithm 1, L*T evaluations | pc: L*(T+1)
+Precond = Literal[PRECONDS]
+Weighting = Literal[WEIGHTINGS]
+Convention = Literal[CONVENTIONS]
 DATASETS: tuple[str, ...] = typing.get_args(Dataset)
-ARCHS: tuple[str, ...] = typing.get_args(Arch)
 
 _SCHEMA = ConfigDict(extra="forbid")
 
@@ -78,7 +86,7 @@ class ModelConfig(_Section):
     sigma_begin: SigmaBegin  # "auto": NCSNv2 technique 1
     sigma_end: SigmaEnd
     num_levels: NumLevels  # "auto": NCSNv2 technique 2
-    precond: Literal["ncsnv2", "edm"]  # unet output: F/sigma, or EDM's c_skip/c_out form
+    precond: Precond  # unet output: F/sigma, or EDM's c_skip/c_out form
     mults: Mults  # unet: width per resolution, times ngf (full resolution first)
     attention: Bool  # unet: a self-attention block after the middle block, at the lowest resolution
 
@@ -93,7 +101,7 @@ class TrainConfig(_Section):
     beta1: UnitFraction
     weight_decay: WeightDecay
     anneal_power: Finite  # lambda(sigma) = sigma ** anneal_power
-    weighting: Literal["paper", "edm"]  # paper: uniform levels, sigma ** anneal_power; edm: ncsn.core.losses.edm
+    weighting: Weighting  # paper: uniform levels, sigma ** anneal_power; edm: ncsn.core.losses.edm
     log_sigma_mean: Finite  # weighting edm: levels drawn with ln(sigma) ~ N(mean, std^2)
     log_sigma_std: Positive
     ema: Bool
@@ -117,7 +125,7 @@ class SampleConfig(_Section):
     sampler: Sampler
     n_steps_each: Count  # T
     eps: Eps  # "auto": NCSNv2 technique 4 for T
-    convention: Literal["paper", "reference"]
+    convention: Convention
     denoise: Bool
     # pc only: [lo, hi], the T corrector steps run only at the levels with lo <= sigma <= hi; null: every level
     corrector_sigmas: Band
