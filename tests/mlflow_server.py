@@ -63,7 +63,10 @@ def mlflow_server(root: Path) -> Iterator[str]:
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env |= {"MLFLOW_DISABLE_TELEMETRY": "true", "OMP_NUM_THREADS": "1"}
+    # No job execution: the tests run no MLflow server jobs, and its runner is eight more processes
+    # (huey consumers importing mlflow), some 40 s of CPU at start and more while the session lasts.
+    env |= {"MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
            "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
            "--serve-artifacts", "--artifacts-destination", str(root / "artifacts")]
