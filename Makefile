@@ -4,8 +4,6 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PIPELINE_ARGS ?=
-# The suite on two pytest-xdist workers; tests/conftest.py groups what must share a worker.
-TEST_WORKERS ?= 2
 STAMP := $(VENV)/.installed
 
 .PHONY: run test install clean
@@ -22,7 +20,7 @@ run: $(STAMP)
 	$(BIN)/ncsn pipeline $(PIPELINE_ARGS)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -q
 
 clean:
 	rm -rf outputs .dvc/cache
