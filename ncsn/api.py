@@ -21,7 +21,7 @@ from torch import Tensor
 from ncsn.config import Config, config_from_dict
 from ncsn.core.inpaint import inpaint as inpaint_algorithm2
 from ncsn.core.rng import make_generators
-from ncsn.data.transforms import LOGIT_LAMBDA, from_model_input
+from ncsn.data.transforms import from_model_input, logit
 from ncsn.stages.sampler import SamplerSpec, resolve_inpaint_sampler, resolve_sampler, sample_batch
 from ncsn.storage.checkpoint import MODEL_FILE, load_checkpoint
 from ncsn.storage.score_model import ScoreModel, load_score_model
@@ -129,9 +129,8 @@ class Model:
         return x.float().cpu()
 
     def _to_model(self, y: Tensor) -> Tensor:
-        if self._model.logit_transform:
-            return torch.logit(LOGIT_LAMBDA + (1.0 - 2.0 * LOGIT_LAMBDA) * y)
-        return y
+        """Data in [0, 1] → model space (the logit transform when the run used it)."""
+        return logit(y) if self._model.logit_transform else y
 
 
 def _level_indices(sigmas: Tensor, sigma: Tensor) -> Tensor | None:

@@ -68,9 +68,12 @@ def to_model_input(batch: Tensor, *, dequantize: bool, logit_transform: bool, fl
     if flip:
         coins = torch.rand(x.shape[0], generator=generator, device=x.device) < 0.5
         x = torch.where(coins[:, None, None, None], x.flip(-1), x)
-    if logit_transform:
-        x = torch.logit(LOGIT_LAMBDA + (1.0 - 2.0 * LOGIT_LAMBDA) * x)
-    return x
+    return logit(x) if logit_transform else x
+
+
+def logit(x: Tensor) -> Tensor:
+    """The logit transform of pixels in [0, 1]: logit(λ + (1 − 2λ)x), λ = ``LOGIT_LAMBDA`` (any shape)."""
+    return torch.logit(LOGIT_LAMBDA + (1.0 - 2.0 * LOGIT_LAMBDA) * x)
 
 
 def from_model_input(x: Tensor, *, logit_transform: bool) -> Tensor:
