@@ -56,6 +56,7 @@ Str = Annotated[str, Strict()]
 Auto = Literal["auto"]
 
 Count = Annotated[Int, Field(ge=1), Rule("it must be >= 1")]
+CountOrOff = Annotated[Int, Field(ge=0), Rule("it must be >= 0 (0 turns it off)")]
 PositiveFloat = Annotated[Float, Field(gt=0, allow_inf_nan=False)]
 Positive = Annotated[PositiveFloat, Rule("it must be > 0")]
 Finite = Annotated[Float, Field(allow_inf_nan=False), Rule("it must be a finite number")]

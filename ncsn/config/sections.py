@@ -17,9 +17,9 @@ from pydantic import ConfigDict, model_validator
 from pydantic.dataclasses import dataclass
 
 from ncsn.config.composition import shared_values
-from ncsn.config.fields import (Band, Bool, Channels, Count, Eps, Finite, GradClip, ImageSize, Int, KidSubset, Masks,
-                                Mults, NumLevels, OpenFraction, Positive, SigmaBegin, SigmaEnd, Str, UnitFraction,
-                                WeightDecay)
+from ncsn.config.fields import (Band, Bool, Channels, Count, CountOrOff, Eps, Finite, GradClip, ImageSize, Int,
+                                KidSubset, Masks, Mults, NumLevels, OpenFraction, Positive, SigmaBegin, SigmaEnd, Str,
+                                UnitFraction, WeightDecay)
 
 from ncsn.core.losses.weighting import WEIGHTINGS
 from ncsn.core.precond import PRECONDS
@@ -154,6 +154,9 @@ class EvaluateConfig(_Section):
     select_samples: Count  # samples per checkpoint for checkpoint selection
     select_steps_each: Count
     nn_grid: Count
+    bootstrap_resamples: CountOrOff  # resamples of each 95 % interval of IS / FID / KID (0: none)
+    bpd_images: CountOrOff  # test images whose bits/dim the probability-flow ODE measures (0: none)
+    bpd_tolerance: Positive  # the ODE solver's rtol = atol
 
 
 @dataclass(frozen=True, config=_SCHEMA)

@@ -2,7 +2,9 @@
 
 :func:`sample_quality_metrics` measures, with one feature extractor:
 
-1. the samples against the held-out split (``{p}is``, ``{p}fid``, ``{p}kid_*``, precision/recall);
+1. the samples against the held-out split (``{p}is``, ``{p}fid``, ``{p}kid_*``, precision/recall),
+   with a 95 % bootstrap interval for each of IS, FID and KID (``{p}fid_ci95``: [low, high];
+   ``ncsn.evaluation.bootstrap``);
 2. real data: the IS of the test split (``reference_{p}is_test``), and training images vs test
    images with as many training images as there are samples (``floor_*_train_vs_test``), the best
    a model can expect, since FID and KID depend on the sample count.
@@ -20,11 +22,14 @@ from typing import Any, Iterator
 
 import torch
 from torch import Tensor
+from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from ncsn.stages.distributed import DistInfo, barrier
 from ncsn.evaluation import EvaluationError
 from ncsn.evaluation.extractor import Extractor
-from ncsn.evaluation.fidelity import fidelity_metrics
+from ncsn.evaluation.bootstrap import bootstrap_intervals
+from ncsn.evaluation.distributed_features import extract_features, feature_cache_path, feature_layers
+from ncsn.evaluation.fidelity import content_name, fidelity_metrics
 
 
 @contextmanager
@@ -52,12 +57,14 @@ def fidelity_cache(out_dir: Path, dist: DistInfo = DistInfo()) -> Iterator[Path]
 
 def sample_quality_metrics(samples: Tensor, train: Tensor, test: Tensor, extractor: Extractor, *,
                            device: torch.device, kid_subset_size: int, seed: int,
-                           cache_dir: Path, dist: DistInfo = DistInfo()) -> dict[str, Any]:
+                           cache_dir: Path, bootstrap_resamples: int = 0,
+                           dist: DistInfo = DistInfo()) -> dict[str, Any]:
     """The metrics of the samples and of real data (see the module docstring).
 
     :param samples: [N, ...] uint8 images or float points.
     :param train: / :param test: the prepared splits, the same kind as ``samples``.
-    :param seed: seeds KID's subsets and the choice of the floor's training images.
+    :param seed: seeds KID's subsets, the choice of the floor's training images and the bootstrap.
+    :param bootstrap_resamples: resamples of each interval (0: no intervals).
     :param dist: the ranks that share the feature extraction (each with its own ``cache_dir``).
     """
     p = extractor.prefix
@@ -67,6 +74,10 @@ def sample_quality_metrics(samples: Tensor, train: Tensor, test: Tensor, extract
     metrics |= {"n_samples": len(samples), "n_test": len(test), "n_train": len(train)}
     common = dict(device=device, kid_subset_size=kid_subset_size, seed=seed, cache_dir=cache_dir, dist=dist)
     metrics |= fidelity_metrics(samples, test, extractor, prc=True, **common)
+    if bootstrap_resamples and dist.is_main:
+        metrics |= _intervals(samples, test, extractor, cache_dir, kid_subset_size=kid_subset_size, seed=seed,
+                              resamples=bootstrap_resamples, device=device)
+        metrics["bootstrap_resamples"] = bootstrap_resamples
     if extractor.has_is:
         ref = fidelity_metrics(test, None, extractor, fid=False, kid=False, **common)
         metrics[f"reference_{p}is_test"] = ref[f"{p}is"]
@@ -76,3 +87,21 @@ def sample_quality_metrics(samples: Tensor, train: Tensor, test: Tensor, extract
     metrics |= {f"floor_{k}_train_vs_test": v for k, v in floor.items() if not k.endswith("kid_subset_size")}
     metrics["n_floor_train"] = n_floor
     return metrics
+
+
+def _intervals(samples: Tensor, test: Tensor, extractor: Extractor, cache_dir: Path, *, kid_subset_size: int,
+               seed: int, resamples: int, device: torch.device) -> dict[str, list[float]]:
+    """The bootstrap intervals, from the features the metrics just cached (extracted again if absent)."""
+    layers = feature_layers(extractor)
+
+    def features(data: Tensor) -> dict[str, Tensor]:
+        paths = [feature_cache_path(cache_dir, content_name(data, extractor), extractor, layer) for layer in layers]
+        if all(path.is_file() for path in paths):
+            return {layer: torch.load(path, weights_only=True) for layer, path in zip(layers, paths)}
+        return extract_features(data, extractor, batch_size=500, device=device, dist=DistInfo())
+
+    cls = FEATURE_EXTRACTORS_REGISTRY[extractor.name]
+    isc_layer = cls.get_default_feature_layer_for_metric("isc") if extractor.has_is else None
+    return bootstrap_intervals(features(samples), features(test), prefix=extractor.prefix,
+                               fid_layer=cls.get_default_feature_layer_for_metric("fid"), isc_layer=isc_layer,
+                               kid_subset_size=kid_subset_size, resamples=resamples, seed=seed)

@@ -31,7 +31,12 @@ log = logging.getLogger(__name__)
 
 
 def _numeric(metrics: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    """The numbers of metrics.json as MLflow metrics; an interval ``x_ci95: [lo, hi]`` as ``x_ci95_low``, ``x_ci95_high``."""
+    out = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    for key, value in metrics.items():
+        if key.endswith("_ci95"):
+            out[f"{key}_low"], out[f"{key}_high"] = map(float, value)
+    return out
 
 
 def _register(cfg: Config, tracker, metrics: dict[str, Any]) -> None:
@@ -85,7 +90,8 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
 
     with fidelity_cache(out_dir, dist) as cache_dir:
         metrics = sample_quality_metrics(samples, train.data, test.data, extractor, device=device, seed=cfg.base.seed,
-                                         kid_subset_size=cfg.evaluate.kid_subset_size, cache_dir=cache_dir, dist=dist)
+                                         kid_subset_size=cfg.evaluate.kid_subset_size, cache_dir=cache_dir,
+                                         bootstrap_resamples=cfg.evaluate.bootstrap_resamples, dist=dist)
         scores = score_snapshots(snapshots, test.data, test.data[:cfg.train.val_size], extractor, cfg, select_spec,
                                  device=device, cache_dir=cache_dir, on_score=log_score, dist=dist)
     if not dist.is_main:
@@ -113,5 +119,6 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
     space = "raw" if samples.ndim == 2 else "pixel"
     shown = [f"{p}is", f"{p}fid", f"{p}kid_mean", f"reference_{p}is_test", f"floor_{p}fid_train_vs_test",
              "best_checkpoint_step", f"nn_{space}_ratio", "class_share_ratio_min", "class_share_ratio_max"]
-    print(f"{extractor.name}, {len(samples)} samples: "
-          + ", ".join(f"{k}={metrics[k]:.4g}" for k in shown if k in metrics))
+    print(f"{extractor.name}, {len(samples)} samples: " + ", ".join(
+        f"{k}={metrics[k]:.4g}" + (" [{:.4g}, {:.4g}]".format(*metrics[f"{k}_ci95"]) if f"{k}_ci95" in metrics else "")
+        for k in shown if k in metrics))

@@ -57,6 +57,12 @@ def test_classifier_and_evaluate_stages(tmp_path: Path, monkeypatch: pytest.Monk
     for key in ("classifier_is", "classifier_fid", "classifier_kid_mean", "reference_classifier_is_test",
                 "floor_classifier_fid_train_vs_test", "nn_pixel_ratio", "nn_classifier_ratio"):
         assert math.isfinite(metrics[key]), key
+    for key in ("classifier_is", "classifier_fid", "classifier_kid_mean"):  # 95 % bootstrap intervals
+        low, high = metrics[f"{key}_ci95"]
+        assert low < high, key
+    assert metrics["bootstrap_resamples"] == cfg.evaluate.bootstrap_resamples > 0
+    logged = {k for m, _ in tracker.metrics for k in m}
+    assert {"classifier_fid_ci95_low", "classifier_fid_ci95_high"} <= logged
     rows = (out / "evaluate" / "checkpoint_fid.csv").read_text().splitlines()
     assert rows[0].startswith("step,fid,dsm_loss,dsm_loss_level_0") and len(rows) == 1 + 2
     fids = {int(r.split(",")[0]): float(r.split(",")[1]) for r in rows[1:]}
@@ -73,5 +79,5 @@ def test_classifier_and_evaluate_stages(tmp_path: Path, monkeypatch: pytest.Monk
     _run("evaluate", inception_cfg, RecordingTracker())
     metrics = json.loads((out / "evaluate" / "metrics.json").read_text())
     assert metrics["extractor"] == STAND_IN and len(metrics["extractor_weights_sha256"]) == 64
-    assert {"is", "fid", "kid_mean", "floor_fid_train_vs_test"} <= set(metrics)
+    assert {"is", "fid", "kid_mean", "floor_fid_train_vs_test", "fid_ci95", "is_ci95"} <= set(metrics)
     assert not any(k.startswith("classifier_") for k in metrics)
