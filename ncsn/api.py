@@ -122,6 +122,24 @@ class Model:
         sigma_b = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(x.shape[0])
         return x + sigma_b.view(-1, *[1] * (x.ndim - 1)) ** 2 * self.score(x, sigma_b)
 
+    def bits_per_dim(self, images: Tensor, seed: int = 0, *, tolerance: float | None = None) -> Tensor:
+        """Bits/dim of each 8-bit image through the probability-flow ODE (``ncsn.evaluation.likelihood``).
+
+        :param images: uint8 [B, C, H, W] pixels.
+        :param seed: image i is dequantised (and probed) from the generator seeded with ``seed + i``.
+        :param tolerance: the ODE solver's rtol = atol (default ``evaluate.bpd_tolerance``).
+        :return: [B] float64; −log p/(D ln 2) + 8 of the dequantised images.
+        :raises ValueError: for images that are not uint8 of this model's shape, or a network that
+            takes only its trained levels.
+        """
+        from ncsn.evaluation.likelihood import image_bits_per_dim
+
+        if images.dtype != torch.uint8 or images.shape[1:] != self.shape:
+            shape = ", ".join(map(str, self.shape))
+            raise ValueError(f"images of {images.dtype} {tuple(images.shape)}; bits/dim takes uint8 [B, {shape}]")
+        return image_bits_per_dim(self._model, images, seed=seed,
+                                  tolerance=tolerance or self.config.evaluate.bpd_tolerance)
+
     def _to_data(self, x: Tensor) -> Tensor:
         """Model space → data: images clamped to [0, 1] (logit transform undone), points as they are."""
         if x.ndim == 4:

@@ -84,6 +84,19 @@ def test_denoise_is_tweedie_of_the_score(model: ncsn.Model) -> None:
     assert between.shape == x.shape and torch.isfinite(between).all()
 
 
+def test_bits_per_dim_follow_the_seed_and_rise_with_noise(model: ncsn.Model, trained: Path) -> None:
+    from ncsn.data import load_split
+
+    digits = load_split(trained / "outputs" / "prepare", "test").data[:4]
+    noise = torch.randint(0, 256, digits.shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    bpd = model.bits_per_dim(digits, seed=0)
+    assert bpd.shape == (4,) and bool(torch.isfinite(bpd).all())
+    assert torch.equal(bpd, model.bits_per_dim(digits, seed=0))
+    assert bool((model.bits_per_dim(noise, seed=0) > bpd).all())  # uniform noise is far less likely
+    with pytest.raises(ValueError, match="uint8"):
+        model.bits_per_dim(digits.float())
+
+
 def test_the_refinenet_names_its_levels_for_another_sigma(tmp_path: Path) -> None:
     cfg = config_from_dict({"profile": "smoke", "model": {"arch": "ncsn", "ngf": 4, "num_levels": 3}})
     sigmas = geometric_sigmas(1.0, 0.01, 3)

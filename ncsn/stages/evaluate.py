@@ -109,6 +109,13 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
     metrics |= memorisation_metrics(samples, train.data, test.data, classifier_path, grid=cfg.evaluate.nn_grid,
                                     device=device, out_path=out_dir / "nearest_neighbours.png")
     metrics |= class_balance_metrics(samples, train.labels, classifier_path, device=device)
+    if cfg.evaluate.bpd_images and test.data.ndim == 4:
+        from ncsn.evaluation.likelihood import likelihood_metrics
+        from ncsn.storage.score_model import load_score_model
+
+        model = load_score_model(final, device, use_ema=cfg.sample.use_ema)
+        metrics |= likelihood_metrics(model, test.data[:cfg.evaluate.bpd_images], seed=cfg.base.seed,
+                                      tolerance=cfg.evaluate.bpd_tolerance)
 
     write_json(out_dir / "metrics.json", metrics)
     tracker.log_metrics(_numeric(metrics))
@@ -118,7 +125,7 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
     _register(cfg, tracker, metrics)
     space = "raw" if samples.ndim == 2 else "pixel"
     shown = [f"{p}is", f"{p}fid", f"{p}kid_mean", f"reference_{p}is_test", f"floor_{p}fid_train_vs_test",
-             "best_checkpoint_step", f"nn_{space}_ratio", "class_share_ratio_min", "class_share_ratio_max"]
+             "bits_per_dim", "best_checkpoint_step", f"nn_{space}_ratio", "class_share_ratio_min", "class_share_ratio_max"]
     print(f"{extractor.name}, {len(samples)} samples: " + ", ".join(
         f"{k}={metrics[k]:.4g}" + (" [{:.4g}, {:.4g}]".format(*metrics[f"{k}_ci95"]) if f"{k}_ci95" in metrics else "")
         for k in shown if k in metrics))

@@ -61,6 +61,9 @@ def test_classifier_and_evaluate_stages(tmp_path: Path, monkeypatch: pytest.Monk
         low, high = metrics[f"{key}_ci95"]
         assert low < high, key
     assert metrics["bootstrap_resamples"] == cfg.evaluate.bootstrap_resamples > 0
+    # bits/dim of a barely trained model: finite, worse than the uniform density's 8
+    assert metrics["bpd_images"] == cfg.evaluate.bpd_images > 0 and 8.0 < metrics["bits_per_dim"] < 20.0
+    assert 0.0 < metrics["bits_per_dim_se"] < 1.0
     logged = {k for m, _ in tracker.metrics for k in m}
     assert {"classifier_fid_ci95_low", "classifier_fid_ci95_high"} <= logged
     rows = (out / "evaluate" / "checkpoint_fid.csv").read_text().splitlines()
