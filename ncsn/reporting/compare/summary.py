@@ -34,7 +34,10 @@ UNKNOWN = "unknown"
 # Scores read from the evaluate stage: our name -> metric key without the extractor prefix.
 SCORES = {"is": "{p}is", "fid": "{p}fid", "kid_mean": "{p}kid_mean", "kid_std": "{p}kid_std",
           "floor_fid": "floor_{p}fid_train_vs_test", "floor_kid_mean": "floor_{p}kid_mean_train_vs_test",
-          "reference_is": "reference_{p}is_test", "n_samples": "n_samples"}
+          "reference_is": "reference_{p}is_test", "n_samples": "n_samples",
+          "fid_ci95_low": "{p}fid_ci95_low", "fid_ci95_high": "{p}fid_ci95_high",
+          "is_ci95_low": "{p}is_ci95_low", "is_ci95_high": "{p}is_ci95_high",
+          "bits_per_dim": "bits_per_dim", "bits_per_dim_se": "bits_per_dim_se", "bpd_images": "bpd_images"}
 COMMIT_TAGS = ("tags.git_commit", "tags.mlflow.source.git.commit")  # the first set, over the run and its stages
 
 
@@ -107,6 +110,21 @@ def _scores(evaluate: pd.Series | None) -> dict[str, object]:
     return values
 
 
+def separated(runs: pd.DataFrame, low: str, high: str) -> pd.Series:
+    """For each run, the labels of the runs (same dataset and extractor) whose [low, high] interval
+    does not overlap its own: the only runs it is called different from. "" where none is."""
+
+    def apart(i: str) -> str:
+        a = runs.loc[i]
+        if pd.isna(a[low]) or pd.isna(a[high]):
+            return ""
+        return ", ".join(b["label"] for j, b in runs.iterrows()
+                         if j != i and b["dataset"] == a["dataset"] and b["extractor"] == a["extractor"]
+                         and pd.notna(b[low]) and (b[high] < a[low] or b[low] > a[high]))
+
+    return pd.Series([apart(i) for i in runs.index], index=runs.index, dtype=object)
+
+
 def _registered(store: Store, dataset: str, run_ids: set[str]) -> tuple[str | None, str | None]:
     """The newest version of ``ncsn-<dataset>`` made by one of ``run_ids``, and the champion's version."""
     from mlflow.exceptions import MlflowException
@@ -162,6 +180,7 @@ def compare(store: Store, chosen: pd.DataFrame) -> Comparison:
     runs = runs.join(pd.DataFrame([_scores(evaluations.loc[i] if i in evaluations.index else None) for i in ids],
                                   index=runs.index))
     runs["fid_over_floor"] = runs["fid"] / runs["floor_fid"].where(runs["floor_fid"] > 0)
+    runs["fid_differs_from"] = separated(runs, "fid_ci95_low", "fid_ci95_high")
     # A pipeline run spans its stages; the stages of a `dvc exp run` experiment have no run above them.
     spans = ((chosen[STAGE] == PIPELINE).to_numpy() | wall.isna().all(axis=1).to_numpy())
     runs["total_seconds"] = _seconds(chosen).set_axis(ids).where(spans, wall.sum(axis=1, min_count=1))
