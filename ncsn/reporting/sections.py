@@ -181,19 +181,27 @@ def metrics_section(inputs: Inputs) -> Data:
         if key.startswith(("floor_", "reference_")) or floor_key not in metrics:
             continue
         reference = next((k for k in metrics if k.startswith(f"reference_{key}")), None)
+        if isinstance(metrics.get(f"{key}_ci95"), list):  # the value with its 95 % bootstrap interval
+            value = "{:.4g} [{:.4g}, {:.4g}]".format(value, *metrics[f"{key}_ci95"])
         paired.append((key, value, metrics[floor_key], metrics.get(reference) if reference else None))
         used |= {key, floor_key} | ({reference} if reference else set())
     for key in metrics:  # a reference value without a floor (e.g. the IS of the test split)
         if key.startswith("reference_") and key not in used:
             base = key[len("reference_"):].rsplit("_test", 1)[0]
             if base in metrics and base not in used:
-                paired.append((base, metrics[base], None, metrics[key]))
+                value = metrics[base]
+                if isinstance(metrics.get(f"{base}_ci95"), list):
+                    value = "{:.4g} [{:.4g}, {:.4g}]".format(value, *metrics[f"{base}_ci95"])
+                paired.append((base, value, None, metrics[key]))
                 used |= {base, key}
+    used |= {"bits_per_dim", "bits_per_dim_se", "bpd_images"}
     rest = [(k, v) for k, v in metrics.items()
             if k not in used and not k.startswith("nn_") and not isinstance(v, (dict, list))]
+    bpd = {k: metrics[k] for k in ("bits_per_dim", "bits_per_dim_se", "bpd_images") if k in metrics}
     return _section("metrics", "Sample quality", extractor=metrics.get("extractor", "not recorded"),
                     note=metrics.get("note"), paired=paired, n_samples=metrics.get("n_samples"),
-                    n_floor=metrics.get("n_floor_train"), rest=rest,
+                    n_floor=metrics.get("n_floor_train"), rest=rest, bpd=bpd,
+                    resamples=metrics.get("bootstrap_resamples"), n_select=metrics.get("select_n_samples"),
                     memorisation=any(k.startswith("nn_") for k in metrics))
 
 
