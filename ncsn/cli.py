@@ -42,13 +42,17 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ncsn.stages.help import stage_epilog
+
     parser = argparse.ArgumentParser(prog="ncsn", description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
     sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
     for name in STAGES:
         module = importlib.import_module(f"ncsn.stages.{name}")
-        stage_parser = sub.add_parser(name, help=(module.__doc__ or name).strip().splitlines()[0])
+        doc = (module.__doc__ or name).strip()
+        stage_parser = sub.add_parser(name, help=doc.splitlines()[0], description=doc, epilog=stage_epilog(name),
+                                      formatter_class=argparse.RawDescriptionHelpFormatter)
         if hasattr(module, "add_arguments"):
             module.add_arguments(stage_parser)
     from ncsn.stages import runner as pipeline
