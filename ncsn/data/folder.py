@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 from torch import Tensor
-from tqdm import tqdm
 
 from ncsn.data.errors import DataError
+from ncsn.data.progress import progress
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
 DEFAULT_IMAGE_SIZE = 32
@@ -75,7 +75,7 @@ def load_folder(folder: str | Path, *, image_size: int | None, channels: int | N
     images: list[Tensor] = []
     kept: list[Path] = []
     skipped: list[str] = []
-    for path in tqdm(find_images(folder), desc=f"reading {folder}", unit="img", mininterval=2.0):
+    for path in progress(find_images(folder), desc=f"reading {folder}", unit="img", mininterval=2.0):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # PIL's own warnings: the file is reported below if it fails

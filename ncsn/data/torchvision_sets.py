@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
 from ncsn.data.errors import DataError
+from ncsn.data.progress import progress
 
 CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -152,7 +152,7 @@ def load_celeba(root: str | Path, *, image_size: int, download: bool) -> Splits:
             raise download_error("CelebA", folder, err) if download else DataError(
                 f"CelebA files in {folder} are corrupt ({err}); replace them, {how_to_download()}.") from None
         images = torch.empty(len(ds), 3, image_size, image_size, dtype=torch.uint8)
-        for i in tqdm(range(len(ds)), desc=f"celeba {split}", unit="img", mininterval=2.0):
+        for i in progress(range(len(ds)), desc=f"celeba {split}", unit="img", mininterval=2.0):
             images[i] = ds[i][0].expand(3, -1, -1)
         out += [images, None]
     return tuple(out)  # type: ignore[return-value]

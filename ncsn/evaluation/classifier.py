@@ -36,11 +36,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from ncsn.storage.checkpoint import atomic_save
 from ncsn.config import ClassifierConfig
 from ncsn.evaluation import EvaluationError
+from ncsn.data.progress import progress as progress_bar
 
 FORMAT = "ncsn-classifier/1"
 
@@ -157,7 +157,7 @@ def train_classifier(images: Tensor, labels: Tensor, cfg: ClassifierConfig, *, s
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s / cfg.n_iters, 1.0))))
     model.train()
-    bar = tqdm(range(cfg.n_iters), desc="classifier", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(range(cfg.n_iters), desc="classifier", disable=not progress)
     for _ in bar:
         idx = torch.randint(0, len(images), (cfg.batch_size,), generator=gen)
         x = _random_shift(images[idx].float() / 255.0, max_shift, gen)

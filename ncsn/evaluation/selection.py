@@ -25,7 +25,6 @@ from typing import Callable
 
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
 from ncsn.config import Config
 from ncsn.stages.distributed import DistInfo, map_chunks
@@ -36,6 +35,7 @@ from ncsn.storage.score_model import to_storage
 from ncsn.stages.sampler import SamplerSpec, sample_batch
 from ncsn.storage.score_model import ScoreModel, load_for_sampling
 from ncsn.stages.validation import validation_loss
+from ncsn.data.progress import progress
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ def score_snapshots(snapshots: list[tuple[int, Path]], real: Tensor, val: Tensor
     """
     seeds = list(range(cfg.base.seed, cfg.base.seed + cfg.evaluate.select_samples))
     scores = []
-    for step, path in tqdm(snapshots, desc="checkpoint selection", dynamic_ncols=True, disable=not dist.is_main):
+    for step, path in progress(snapshots, desc="checkpoint selection", disable=not dist.is_main):
         model = load_for_sampling(path, device, cfg.sample)
         samples = draw_samples(model, seeds, spec, cfg.sample.batch_size, dist)
         fid = fidelity_metrics(samples, real, extractor, isc=False, kid=False, device=device,

@@ -22,13 +22,11 @@ splits the images among the ranks and rank 0 writes.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import zlib
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from ncsn.storage.checkpoint import atomic_save, load_checkpoint, load_final_model
 from ncsn.config import Config
@@ -44,6 +42,7 @@ from ncsn.stages.sampler import SamplerSpec, inpaint_pixels, resolve_inpaint_sam
 from ncsn.storage.score_model import ScoreModel, load_for_sampling, to_uint8
 from ncsn.storage.tables import write_text
 from ncsn.storage.user_images import ImageInputError, read_pairs
+from ncsn.data.progress import progress
 
 USER_OPTIONS = ("masks", "out", "model")  # only with --images
 
@@ -151,7 +150,7 @@ def run_user_images(cfg: Config, tracker, args: argparse.Namespace) -> None:
     spec = resolve_inpaint_sampler(cfg, model.sigmas)
     tracker.log_params({f"inpaint_sampler.{k}": v for k, v in spec.to_dict().items()})
     rows = []
-    for pair in tqdm(pairs, desc="inpaint", unit="img", dynamic_ncols=True):
+    for pair in progress(pairs, desc="inpaint", unit="img"):
         seed = cfg.base.seed + zlib.crc32(pair.name.encode())
         completed = inpaint_pixels(model, spec, pair.pixels[None], pair.observed[None], [seed])[0]
         save_png(completed, out_dir / pair.name)

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from ncsn.config import Config
+from ncsn.data.progress import progress
 from ncsn.stages.devices import resolve_device
 from ncsn.stages.distributed import DistInfo, barrier, broadcast_from_main, init_distributed, local_rank, my_share
 from ncsn.stages.sampler import SamplerSpec, resolve_sampler, sample_batch, trajectory
@@ -99,10 +99,10 @@ def draw_shards(model: ScoreModel, spec: SamplerSpec, shard_dir: Path, manifest:
     n_shards = math.ceil(n_samples / batch_size)
     start = time.perf_counter()
     if dist.world_size == 1:
-        progress = tqdm(mine, desc="sample shards", initial=n_shards - len(todo), total=n_shards, dynamic_ncols=True)
+        progress_bar = progress(mine, desc="sample shards", initial=n_shards - len(todo), total=n_shards)
     else:
-        progress = tqdm(mine, desc=f"sample shards (rank {dist.rank} of {dist.world_size})", dynamic_ncols=True)
-    for index in progress:
+        progress_bar = progress(mine, desc=f"sample shards (rank {dist.rank} of {dist.world_size})")
+    for index in progress_bar:
         seeds = shard_seeds(seed, index, batch_size, n_samples)
         write_shard(shard_dir, index, to_storage(sample_batch(model, seeds, spec), model), seeds)
     log.info("rank %d of %d drew %d of %d shards in %.1f s: %s", dist.rank, dist.world_size, len(mine), n_shards,

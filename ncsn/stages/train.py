@@ -33,7 +33,6 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from tqdm import tqdm
 
 from ncsn.storage.checkpoint import (FORMAT, MODEL_FILE, atomic_save, checkpoint_path, checkpoint_sigmas,
                                      latest_valid_checkpoint, load_final_model, prune_checkpoints)
@@ -48,6 +47,7 @@ from ncsn.data.stats import resolve_sigmas
 from ncsn.figures.sigma_schedule import write_sigma_schedule
 from ncsn.storage.tables import CsvLog
 from ncsn.stages.validation import input_options, validation_loss
+from ncsn.data.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +238,7 @@ def train(cfg: Config, data_dir: str | Path, out_dir: str | Path, *,
     if tc.bf16 and main and (reason := bf16_slow_reason(device)):
         log.warning("train.bf16 is on, but %s; set train.bf16: false", reason)
 
-    bar = tqdm(total=tc.n_iters, initial=state.step, desc="train", disable=not main, dynamic_ncols=True)
+    bar = progress(total=tc.n_iters, initial=state.step, desc="train", disable=not main)
     t_last, n_last = time.perf_counter(), state.step
     state.model.train()
     while state.step < tc.n_iters:
