@@ -28,6 +28,7 @@ _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.ENO
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """The exceptions that mean "the user can fix this": printed as one line, exit code 2."""
+    from ncsn.storage.atomic import OutputError
     from ncsn.storage.checkpoint import CheckpointError
     from ncsn.config import ConfigError
     from ncsn.data import DataError
@@ -38,7 +39,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from ncsn.storage.user_images import ImageInputError
 
     return (ConfigError, CheckpointError, DataError, TrainingDiverged, EvaluationError, RegistryError, SampleError,
-            ImageInputError, FileNotFoundError, PermissionError)
+            ImageInputError, OutputError, FileNotFoundError, PermissionError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,6 +67,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_output(cfg, args: argparse.Namespace) -> None:
+    """Fail in one line, before any work, when the stage's output folder cannot be written.
+
+    The folder is ``--out`` when given (its parent for the report's file), else ``paths.<stage>``.
+    """
+    from pathlib import Path
+
+    from ncsn.storage.atomic import check_writable
+
+    out = getattr(args, "out", None)
+    if out:
+        check_writable(Path(out).parent if args.stage == "report" else Path(out), "--out")
+    else:
+        check_writable(getattr(cfg.paths, args.stage), f"paths.{args.stage}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ncsn`` console script."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -86,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         module = importlib.import_module(f"ncsn.stages.{args.stage}")
         if os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 tracks
             cfg = dataclasses.replace(cfg, tracking=dataclasses.replace(cfg.tracking, enabled=False))
+        _check_output(cfg, args)
         with stage_run(cfg, args.stage, args.params) as tracker:
             module.run(cfg, tracker, args)
     except _user_errors() as err:

@@ -52,3 +52,32 @@ def os_error_in(err: BaseException) -> OSError | None:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None
+
+
+class OutputError(Exception):
+    """An output location that cannot be written (found before any work starts)."""
+
+
+def check_writable(folder: str | Path, what: str) -> Path:
+    """Check that files can be made in ``folder``: create it if needed, write and remove an empty file,
+    then remove the folders it created.
+
+    :param what: how the error names the location to the user (e.g. ``"--out"``, ``"paths.sample"``).
+    :raises OutputError: one line naming ``what``, the folder and the reason.
+    """
+    folder = Path(folder)
+    created = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".ncsn-write-check-"):
+            pass
+    except OSError as err:
+        raise OutputError(f"cannot write {folder} ({what}): {err.strerror or err}; "
+                          "choose a folder you can write") from None
+    finally:
+        for path in created:  # leave no trace: the stage makes its folders when it writes
+            try:
+                path.rmdir()
+            except OSError:
+                break
+    return folder

@@ -263,3 +263,16 @@ def test_a_refused_sample_shard_is_one_line_and_nothing_runs(tmp_path: Path, pre
     line = error_line(err, "evaluate")
     assert rc == 2 and str(shard) in line and line.endswith("delete it and rerun")
     assert not Exploit.marker.exists()
+
+
+@pytest.mark.parametrize("stage", ["sample", "inpaint", "report"])
+def test_an_unwritable_out_is_one_line_before_any_work(stage: str, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    """``--out /proc/...`` is refused before the stage reads anything (no model is needed to see it)."""
+    params = bad_params(tmp_path)
+    target = "/proc/ncsn-out/report.html" if stage == "report" else "/proc/ncsn-out"
+    extra = ["--images", str(tmp_path)] if stage == "inpaint" else []
+    before = files(tmp_path)
+    rc, err = cli(capsys, "--params", str(params), stage, *extra, "--out", target)
+    assert rc == 2 and "cannot write /proc/ncsn-out (--out)" in error_line(err, stage)
+    assert files(tmp_path) == before
