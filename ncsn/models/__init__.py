@@ -18,8 +18,9 @@ from ncsn.models.mlp import LevelMLP
 from ncsn.models.unet import UNet
 
 ARCHS = ("ncsn", "ncsnv2", "unet", "mlp")
+CONTINUOUS_ARCHS = ("unet", "mlp")  # a continuous embedding of σ: ``forward_sigma(x, sigma)`` takes any σ
 
-__all__ = ["ARCHS", "build_model", "count_parameters", "LevelMLP", "UNet"]
+__all__ = ["ARCHS", "CONTINUOUS_ARCHS", "build_model", "count_parameters", "LevelMLP", "UNet"]
 
 
 def build_model(arch: str, *, channels: int, image_size: int, sigmas: Tensor, ngf: int,

@@ -14,6 +14,7 @@ from ncsn.core.losses.dsm import ScoreFn, dsm_loss
 from ncsn.core.losses.edm import edm_level_probs, edm_loss_weight
 
 WEIGHTINGS = ("paper", "edm")
+SIGMA_SAMPLINGS = ("levels", "continuous")
 
 
 def draw_levels(weighting: str, sigmas: Tensor, n: int, generator: torch.Generator, *,

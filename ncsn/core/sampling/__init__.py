@@ -33,7 +33,7 @@ from ncsn.core.sampling.langevin import (CONVENTIONS, Hook, ScoreFn, ald, ald_pr
                                          technique4_eps)
 from ncsn.core.sampling.predictor_corrector import (corrector_steps, pc, pc_progressive, predictor_corrector,
                                                     predictor_corrector_progressive)
-from ncsn.core.sampling.probability_flow import euler, euler_progressive, heun, heun_progressive
+from ncsn.core.sampling.probability_flow import euler, euler_progressive, heun, heun_progressive, ode_start
 from ncsn.core.sigmas import karras_sigmas
 
 SAMPLERS = {"ald": "annealed Langevin dynamics (Algorithm 1)", "pc": "predictor-corrector",
@@ -41,11 +41,12 @@ SAMPLERS = {"ald": "annealed Langevin dynamics (Algorithm 1)", "pc": "predictor-
             "dpmpp_2m": "DPM-Solver++(2M)"}
 LEVEL_SAMPLERS = ("ald", "pc")  # Langevin chains on the trained levels (n_steps_each, eps, denoise)
 ODE_SAMPLERS = ("euler", "heun", "dpmpp_2m")  # solvers of the probability-flow ODE on a schedule ending in 0
+SCHEDULES = ("karras", "levels")  # the ODE solvers' σ: karras_sigmas, or the network's trained levels then 0
 
-__all__ = ["CONVENTIONS", "LEVEL_SAMPLERS", "ODE_SAMPLERS", "SAMPLERS", "Callback", "Denoiser", "Hook", "ScoreFn",
+__all__ = ["CONVENTIONS", "LEVEL_SAMPLERS", "ODE_SAMPLERS", "SAMPLERS", "SCHEDULES", "Callback", "Denoiser", "Hook", "ScoreFn",
            "ald", "ald_progressive", "annealed_langevin", "annealed_langevin_progressive", "corrector_steps",
            "denoiser_from_levels", "dpmpp_2m", "dpmpp_2m_progressive", "euler", "euler_progressive", "final_state",
-           "heun", "heun_progressive", "karras_sigmas", "langevin", "level_score", "pc", "pc_progressive",
+           "heun", "heun_progressive", "karras_sigmas", "langevin", "level_score", "ode_start", "pc", "pc_progressive",
            "predictor_corrector", "predictor_corrector_progressive", "progressive", "sample", "sample_progressive",
            "step_sizes", "technique4_eps"]
 

@@ -8,8 +8,9 @@ Tweedie's formula ties a score network to a denoiser (k-diffusion's ``Denoiser``
 * :data:`Callback`: ``callback(x [B, ...], sigma) → x or None``, called by every sampler each
   time its state has reached noise level ``sigma`` (0.0 at the end of an ODE sampler); a tensor it
   returns replaces the state (inpainting's constraint, ``ncsn.core.inpaint``), None keeps it.
-* :func:`denoiser_from_levels`: the denoiser of a network conditioned on level indices, which
-  takes its trained levels by index and any other σ only through a σ-conditioned path;
+* :func:`sigma_score` / :func:`denoiser_from_levels`: the score / denoiser of a network conditioned
+  on level indices, which takes its trained levels by index and any other σ only through a
+  σ-conditioned path (:func:`tweedie_denoiser` turns a score of σ into a denoiser);
 * :func:`level_score`: a denoiser read as the score of level indices that Algorithm 1 and
   predictor-corrector call.
 """
@@ -45,9 +46,9 @@ def level_indices(sigmas: Tensor, sigma: Tensor) -> Tensor | None:
     return index if bool((best < LEVEL_RTOL).all()) else None
 
 
-def denoiser_from_levels(score_levels: LevelScore, sigmas: Tensor, score_sigma: SigmaScore | None = None, *,
-                         name: str = "this network", hint: str = "") -> Denoiser:
-    """D(x; σ) = x + σ² s(x; σ) of a noise-conditional network.
+def sigma_score(score_levels: LevelScore, sigmas: Tensor, score_sigma: SigmaScore | None = None, *,
+                name: str = "this network", hint: str = "") -> SigmaScore:
+    """s(x; σ) of a noise-conditional network, for a σ [B] per example.
 
     A σ that is one of the trained levels goes through ``score_levels(x, index)`` (the network
     exactly as trained); any other σ through ``score_sigma(x, σ)``, when the network has one.
@@ -61,21 +62,38 @@ def denoiser_from_levels(score_levels: LevelScore, sigmas: Tensor, score_sigma: 
         one line naming the levels.
     """
 
-    def denoiser(x: Tensor, sigma: Tensor) -> Tensor:
+    def score(x: Tensor, sigma: Tensor) -> Tensor:
         sigma = sigma.to(device=x.device, dtype=x.dtype).expand(x.shape[0])
         levels = level_indices(sigmas, sigma)
         if levels is not None:
-            s = score_levels(x, levels)
-        elif score_sigma is not None:
-            s = score_sigma(x, sigma)
-        else:
-            shown = ", ".join(f"{v:.4g}" for v in sigmas.tolist())
-            asked = ", ".join(f"{v:.4g}" for v in sigma.unique().tolist())
-            raise ValueError(f"sigma = {asked} is not a noise level of this network ({name} takes only its"
-                             f" trained levels: {shown})" + (f"; {hint}" if hint else ""))
-        return x + _per_example(sigma, x) ** 2 * s
+            return score_levels(x, levels)
+        if score_sigma is not None:
+            return score_sigma(x, sigma)
+        shown = ", ".join(f"{v:.4g}" for v in sigmas.tolist())
+        asked = ", ".join(f"{v:.4g}" for v in sigma.unique().tolist())
+        raise ValueError(f"sigma = {asked} is not a noise level of this network ({name} takes only its"
+                         f" trained levels: {shown})" + (f"; {hint}" if hint else ""))
+
+    return score
+
+
+def tweedie_denoiser(score: SigmaScore) -> Denoiser:
+    """D(x; σ) = x + σ² s(x; σ).
+
+    :param score: s(x [B, ...], sigma [B]) → [B, ...].
+    """
+
+    def denoiser(x: Tensor, sigma: Tensor) -> Tensor:
+        sigma = sigma.to(device=x.device, dtype=x.dtype).expand(x.shape[0])
+        return x + _per_example(sigma, x) ** 2 * score(x, sigma)
 
     return denoiser
+
+
+def denoiser_from_levels(score_levels: LevelScore, sigmas: Tensor, score_sigma: SigmaScore | None = None, *,
+                         name: str = "this network", hint: str = "") -> Denoiser:
+    """D(x; σ) = x + σ² s(x; σ) of a noise-conditional network: :func:`tweedie_denoiser` of :func:`sigma_score`."""
+    return tweedie_denoiser(sigma_score(score_levels, sigmas, score_sigma, name=name, hint=hint))
 
 
 def level_score(denoiser: Denoiser, sigmas: Tensor) -> LevelScore:

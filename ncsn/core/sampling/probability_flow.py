@@ -23,7 +23,7 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
-from ncsn.core.rng import GeneratorLike, randn_like
+from ncsn.core.rng import GeneratorLike, rand_like, randn_like
 from ncsn.core.sampling.denoiser import Callback, Denoiser, sigma_batch, step_callback
 from ncsn.core.sampling.langevin import final_state
 
@@ -39,6 +39,16 @@ def checked_schedule(sigmas: Tensor) -> list[float]:
     if not all(a > b for a, b in zip(values, values[1:])) or not values[-1] >= 0:
         raise ValueError(f"sigmas must be strictly descending and >= 0, got {values[0]:.4g} ... {values[-1]:.4g}")
     return values
+
+
+def ode_start(like: Tensor, sigma_max: float, generator: GeneratorLike = None) -> Tensor:
+    """x₀ = u + σ_max z, u ~ U[0, 1)^D, z ~ N(0, I): Algorithm 1's uniform start blurred to σ_max, a draw
+    of p_σmax for data spread over [0, 1] (the VE prior N(0, σ_max² I) centred on the data's range).
+
+    :param like: [B, ...] the shape, dtype and device. Draws u, then z, from ``generator``.
+    """
+    u = rand_like(like, generator)
+    return u + sigma_max * randn_like(like, generator)
 
 
 def euler_progressive(denoiser: Denoiser, x: Tensor, sigmas: Tensor, *, generator: GeneratorLike = None,
