@@ -17,7 +17,15 @@ evaluate stage; not comparable to Inception FID) against the held-out split. Set
 * ``pc T``: predictor-corrector, T Langevin corrector steps per level (technique-4 ε)
   and an ancestral predictor step, L·(T + 1) evaluations (its last step denoises);
 * ``pc T LO-HI``: the same with the correctors only at the levels with LO ≤ σ ≤ HI
-  (``sample.corrector_sigmas``), L + T·(those levels) evaluations.
+  (``sample.corrector_sigmas``), L + T·(those levels) evaluations;
+* ``euler N``, ``dpmpp_2m N``: the probability-flow ODE on EDM's schedule of N levels over the
+  model's trained range (then 0), N evaluations; ``heun N``: EDM Algorithm 2, 2N − 1 evaluations;
+  ``heun N churn``: the same with S_churn (S_tmin, S_tmax, S_noise from ``--s-tmin`` ...). These run
+  through the pipeline's own code (``ncsn.stages.sampler``: ``sample.sampler``, ``sample.steps``),
+  starting from u + σ_1 z, u uniform.
+
+``--compare`` runs the sampler table of issue 24: every sampler at about 10, 20, 35 and 68
+evaluations (Heun at 2N − 1 ≤ each; ALD and PC cannot go below L), on the same seeds.
 
 ``--bf16`` / ``--compile`` run the network as ``sample.bf16`` / ``sample.compile`` do.
 Prints a table (and writes ``--csv``): setting, evaluations, classifier-FID, seconds.
@@ -41,8 +49,10 @@ from ncsn.data import load_split  # noqa: E402
 from ncsn.evaluation.extractor import CLASSIFIER_NAME, Extractor  # noqa: E402
 from ncsn.evaluation.fidelity import fidelity_metrics  # noqa: E402
 from ncsn.storage.score_model import initial_state, load_score_model, to_uint8  # noqa: E402
-from ncsn.core.sampling import (annealed_langevin_progressive, corrector_steps, predictor_corrector,  # noqa: E402
-                           technique4_eps)
+from ncsn.config import SampleConfig  # noqa: E402
+from ncsn.core.sampling import (ODE_SAMPLERS, annealed_langevin_progressive, corrector_steps,  # noqa: E402
+                                predictor_corrector, technique4_eps)
+from ncsn.stages.sampler import resolve_sampler, sample_batch  # noqa: E402
 
 # (kind, T, eps or corrector band): eps None means technique 4 for that T.
 DEFAULT_SETTINGS = [("ald", 100, 2e-5), ("ald", 20, 2e-5), ("ald", 10, 2e-5),
@@ -50,10 +60,18 @@ DEFAULT_SETTINGS = [("ald", 100, 2e-5), ("ald", 20, 2e-5), ("ald", 10, 2e-5),
                     ("pc", 0, None), ("pc", 1, None), ("pc", 4, None), ("pc", 9, None), ("pc", 19, None)]
 
 
+# issue 24's table: ≈ 10, 20, 35, 68 evaluations per sample for every sampler (heun 2N − 1 ≤ each).
+COMPARE_SETTINGS = [*[(kind, n, None) for kind in ("euler", "dpmpp_2m") for n in (10, 20, 35, 68)],
+                    *[("heun", n, None) for n in (5, 10, 18, 34)], ("heun", 10, 10.0), ("heun", 18, 10.0),
+                    ("pc", 0, None), ("pc", 2, (0.1, 1.0)), ("ald", 1, None)]
+
+
 def parse_setting(text: str) -> tuple[str, int, float | tuple[float, float] | None]:
-    """``ald:T:EPS``, ``ald:T:t4``, ``pc:T`` or ``pc:T:LO-HI``."""
+    """``ald:T:EPS``, ``ald:T:t4``, ``pc:T``, ``pc:T:LO-HI``, ``euler:N``, ``dpmpp_2m:N``, ``heun:N`` or ``heun:N:CHURN``."""
     parts = text.split(":")
     kind, steps = parts[0], int(parts[1])
+    if kind in ODE_SAMPLERS:
+        return kind, steps, float(parts[2]) if len(parts) > 2 else None
     if kind not in ("ald", "pc"):
         raise argparse.ArgumentTypeError(f"unknown sampler {kind!r}")
     if kind == "pc":
@@ -96,6 +114,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--settings", nargs="+", type=parse_setting, default=None,
                         help="e.g. ald:100:2e-5 ald:10:t4 pc:9 (default: the table in the docstring)")
+    parser.add_argument("--compare", action="store_true", help="every sampler at ~10/20/35/68 evaluations")
+    parser.add_argument("--s-tmin", type=float, default=0.025, help="heun churn: S_tmin (EDM's 0.05, halved: data in [0, 1])")
+    parser.add_argument("--s-tmax", type=float, default=25.0, help="heun churn: S_tmax (EDM's 50, halved)")
+    parser.add_argument("--s-noise", type=float, default=1.003, help="heun churn: S_noise")
     parser.add_argument("--csv", default=None)
     parser.add_argument("--use-ema", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast of the network (sample.bf16)")
@@ -130,7 +152,23 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     rows = []
-    for kind, steps, eps in args.settings or DEFAULT_SETTINGS:
+    for kind, steps, eps in args.settings or (COMPARE_SETTINGS if args.compare else DEFAULT_SETTINGS):
+        if kind in ODE_SAMPLERS:
+            churn = eps or 0.0
+            cfg = SampleConfig.defaults(sampler=kind, steps=steps, churn=churn, s_tmin=args.s_tmin, s_tmax=args.s_tmax,
+                                        s_noise=args.s_noise)
+            spec = resolve_sampler(cfg, model.sigmas)
+            start = time.perf_counter()
+            images = torch.cat([to_uint8(sample_batch(model, seeds[i:i + args.batch], spec),
+                                         logit_transform=model.logit_transform)
+                                for i in range(0, len(seeds), args.batch)])
+            seconds = time.perf_counter() - start
+            name = f"{kind} N={steps}" + (f" churn={churn:g}" if churn else "")
+            value, inception, precision, recall = scores(images)
+            rows.append([name, spec.evaluations_per_sample, value, inception, precision, recall, seconds])
+            print(f"{name:<48} {spec.evaluations_per_sample:>6} {value:>15.3f} {inception:>6.2f} {precision:>9.3f}"
+                  f" {recall:>6.3f} {seconds:>8.0f}", flush=True)
+            continue
         band = eps if kind == "pc" else None
         eps = None if kind == "pc" else eps
         rule = "technique 4" if eps is None else "fixed"

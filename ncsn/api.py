@@ -19,10 +19,9 @@ import torch
 from torch import Tensor
 
 from ncsn.config import Config, config_from_dict
-from ncsn.core.inpaint import inpaint as inpaint_algorithm2
 from ncsn.core.rng import make_generators
 from ncsn.data.transforms import from_model_input, logit
-from ncsn.stages.sampler import SamplerSpec, resolve_inpaint_sampler, resolve_sampler, sample_batch
+from ncsn.stages.sampler import SamplerSpec, complete, resolve_inpaint_sampler, resolve_sampler, sample_batch
 from ncsn.storage.checkpoint import MODEL_FILE, load_checkpoint
 from ncsn.storage.score_model import ScoreModel, load_score_model
 
@@ -84,11 +83,8 @@ class Model:
             raise ValueError(f"images of shape {tuple(images.shape)}; this model takes [B, {shape}]")
         y = y.to(self.device)
         observed = masks.to(self.device)
-        spec = self.inpaint_sampler
-        completed = inpaint_algorithm2(self._model.score(), self._to_model(y), observed, self.sigmas,
-                                       sampler=spec.sampler, n_steps_each=spec.n_steps_each, eps=spec.eps,
-                                       convention=spec.convention, denoise=spec.denoise,
-                                       generator=make_generators(range(seed, seed + len(y)), self.device))
+        completed = complete(self._model, self.inpaint_sampler, self._to_model(y), observed,
+                             make_generators(range(seed, seed + len(y)), self.device))
         return torch.where(observed.bool(), y, self._to_data(completed).to(self.device)).cpu()
 
     def score(self, x: Tensor, sigma: float | Tensor) -> Tensor:
@@ -100,18 +96,8 @@ class Model:
         :raises ValueError: for a σ the network cannot take, naming its levels.
         """
         sigma_b = torch.as_tensor(sigma, dtype=torch.float32, device=self.device).expand(x.shape[0])
-        net, xd = self._model.net, x.to(self.device)
-        levels = _level_indices(self.sigmas, sigma_b)
         with torch.inference_mode():
-            if levels is not None:
-                out = self._model.score()(xd, levels)
-            elif hasattr(net, "forward_sigma"):
-                out = net.forward_sigma(xd, sigma_b)
-            else:
-                shown = ", ".join(f"{s:.4g}" for s in self.sigmas.tolist())
-                asked = ", ".join(f"{s:.4g}" for s in sigma_b.unique().tolist())
-                raise ValueError(f"sigma = {asked} is not a noise level of this network"
-                                 f" (model.arch {self.config.model.arch!r} takes only its trained levels: {shown})")
+            out = self._model.sigma_score()(x.to(self.device), sigma_b)
         return out.clone().to(x.device)
 
     def denoise(self, x: Tensor, sigma: float | Tensor) -> Tensor:
@@ -149,13 +135,6 @@ class Model:
     def _to_model(self, y: Tensor) -> Tensor:
         """Data in [0, 1] → model space (the logit transform when the run used it)."""
         return logit(y) if self._model.logit_transform else y
-
-
-def _level_indices(sigmas: Tensor, sigma: Tensor) -> Tensor | None:
-    """The level index of each σ when every one is a trained level (relative tolerance 1e-5), else None."""
-    gap = (sigma[:, None].log() - sigmas[None, :].log()).abs()
-    best, index = gap.min(dim=1)
-    return index if bool((best < 1e-5).all()) else None
 
 
 def load(source: str | Path, device: str | torch.device = "cpu", *, use_ema: bool = True) -> Model:

@@ -88,7 +88,9 @@ Mults = Annotated[tuple_of(PositiveFloat), Field(min_length=1),
                   Rule("give one width multiple > 0 per resolution, e.g. [0.5, 1, 2]")]
 ImageSize = Annotated[Optional[Annotated[Int, Field(ge=8)]], Rule("it must be >= 8")]
 Channels = Annotated[Optional[Annotated[Int, check(lambda c: c in (1, 3))]], Rule("it must be 1, 3 or null")]
-WeightDecay = Annotated[Float, Field(ge=0, allow_inf_nan=False), Rule("it must be >= 0")]
+NonNegative = Annotated[Float, Field(ge=0, allow_inf_nan=False), Rule("it must be >= 0")]
+WeightDecay = NonNegative
+OptionalPositive = Annotated[Optional[PositiveFloat], Rule("it must be > 0 or null")]
 GradClip = Annotated[Optional[Annotated[Float, Field(gt=0)]], Rule("it must be > 0 or null")]
 Band = Annotated[Optional[Annotated[tuple_of(Float), check(_band)]],
                  Rule("give [lo, hi] with 0 < lo < hi (e.g. [0.1, 1.0]), or null for every level")]

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic_core import PydanticCustomError
 
+from ncsn.models import CONTINUOUS_ARCHS
+
 if TYPE_CHECKING:
     from ncsn.config.sections import Config
 
@@ -37,6 +39,12 @@ def check_rules(cfg: Config) -> None:
     if s.corrector_sigmas is not None and s.sampler != "pc":
         _fail("sample.corrector_sigmas", list(s.corrector_sigmas),
               f"it is for sampler 'pc' (sample.sampler is {s.sampler!r}); set it to null")
+    if s.sigma_min is not None and s.sigma_max is not None and not s.sigma_max > s.sigma_min:
+        _fail("sample.sigma_max", s.sigma_max, f"it must be > sample.sigma_min ({s.sigma_min}) or null")
+    if t.sigma_sampling == "continuous" and m.arch not in CONTINUOUS_ARCHS:
+        _fail("train.sigma_sampling", t.sigma_sampling,
+              f"model.arch {m.arch!r} takes only its trained levels; use 'levels', or arch"
+              f" {' or '.join(repr(a) for a in CONTINUOUS_ARCHS)}")
     if t.weighting == "edm" and t.anneal_power != 2.0:
         _fail("train.anneal_power", t.anneal_power,
               "train.weighting 'edm' sets the weight itself; leave anneal_power at 2.0")

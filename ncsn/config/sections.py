@@ -18,20 +18,22 @@ from pydantic.dataclasses import dataclass
 
 from ncsn.config.composition import shared_values
 from ncsn.config.fields import (Band, Bool, Channels, Count, CountOrOff, Eps, Finite, GradClip, ImageSize, Int,
-                                KidSubset, Masks, Mults, NumLevels, OpenFraction, Positive, SigmaBegin, SigmaEnd, Str,
-                                UnitFraction, WeightDecay)
+                                KidSubset, Masks, Mults, NonNegative, NumLevels, OpenFraction, OptionalPositive,
+                                Positive, SigmaBegin, SigmaEnd, Str, UnitFraction, WeightDecay)
 
-from ncsn.core.losses.weighting import WEIGHTINGS
+from ncsn.core.losses.weighting import SIGMA_SAMPLINGS, WEIGHTINGS
 from ncsn.core.precond import PRECONDS
-from ncsn.core.sampling import CONVENTIONS, SAMPLERS
+from ncsn.core.sampling import CONVENTIONS, SAMPLERS, SCHEDULES
 from ncsn.models import ARCHS
 
 # The choices the library defines are read from it; the schema keeps no second list.
 Dataset = Literal["mnist5k", "mnist", "fashion_mnist", "cifar10", "celeba", "folder", "gmm"]
 Arch = Literal[ARCHS]
-Sampler = Literal[tuple(SAMPLERS)]  # ald: Algorithm 1, L*T evaluations | pc: L*(T+1)
+Sampler = Literal[tuple(SAMPLERS)]  # ald, pc: on the trained levels | euler, heun, dpmpp_2m: the PF-ODE
+Schedule = Literal[SCHEDULES]
 Precond = Literal[PRECONDS]
 Weighting = Literal[WEIGHTINGS]
+SigmaSampling = Literal[SIGMA_SAMPLINGS]
 Convention = Literal[CONVENTIONS]
 DATASETS: tuple[str, ...] = typing.get_args(Dataset)
 
@@ -104,6 +106,7 @@ class TrainConfig(_Section):
     weighting: Weighting  # paper: uniform levels, sigma ** anneal_power; edm: ncsn.core.losses.edm
     log_sigma_mean: Finite  # weighting edm: levels drawn with ln(sigma) ~ N(mean, std^2)
     log_sigma_std: Positive
+    sigma_sampling: SigmaSampling  # levels: the L trained levels | continuous: any σ in [σ_L, σ_1]
     ema: Bool
     ema_rate: UnitFraction
     grad_clip: GradClip
@@ -118,17 +121,27 @@ class TrainConfig(_Section):
 
 @dataclass(frozen=True, config=_SCHEMA)
 class SampleConfig(_Section):
-    """The sampler: annealed Langevin dynamics (paper Algorithm 1) or predictor-corrector."""
+    """The sampler: annealed Langevin dynamics (paper Algorithm 1), predictor-corrector, or a solver of the
+    probability-flow ODE (Euler, Heun = EDM Algorithm 2, DPM-Solver++(2M))."""
 
     n_samples: Count
     batch_size: Count
     sampler: Sampler
-    n_steps_each: Count  # T
-    eps: Eps  # "auto": NCSNv2 technique 4 for T
+    n_steps_each: Count  # ald, pc: T
+    eps: Eps  # ald, pc: "auto": NCSNv2 technique 4 for T
     convention: Convention
-    denoise: Bool
+    denoise: Bool  # ald, pc
     # pc only: [lo, hi], the T corrector steps run only at the levels with lo <= sigma <= hi; null: every level
     corrector_sigmas: Band
+    steps: Count  # euler, heun, dpmpp_2m: levels of the karras schedule (then 0)
+    schedule: Schedule  # karras | levels (the trained levels, then 0)
+    sigma_min: OptionalPositive  # karras range; None: the model's sigma_L
+    sigma_max: OptionalPositive  # None: the model's sigma_1
+    rho: Positive
+    churn: NonNegative  # heun: S_churn
+    s_tmin: NonNegative
+    s_tmax: OptionalPositive  # None: no upper bound
+    s_noise: NonNegative
     use_ema: Bool
     trajectory_samples: Count
     bf16: Bool  # bf16 autocast of the score network (not exact: ~2 % relative error)

@@ -1,22 +1,28 @@
-"""Inpainting (paper appendix, Algorithm 2) with either sampler of ``ncsn.core.sampling``.
+"""Inpainting (paper appendix, Algorithm 2) with any sampler of ``ncsn.core.sampling``.
 
-Algorithm 1 plus one constraint: at level i a noisy copy ỹ = y + σ_i z of the
-observed image is drawn once, and after every Langevin step the observed pixels
-are reset to it, x ← x ⊙ (1 − m) + ỹ ⊙ m. The loop itself is the sampler's
-(:func:`ncsn.core.sampling.annealed_langevin_progressive`, or the predictor-corrector
-sampler, whose predictor steps are followed by the constraint too); the constraint
-is its ``hook``.
+Algorithm 1 plus one constraint: at level σ a noisy copy ỹ = y + σ z of the observed image is
+drawn once, and after every step that reaches σ the observed pixels are reset to it,
+x ← x ⊙ (1 − m) + ỹ ⊙ m. The loop itself is the sampler's; the constraint is its callback
+(:func:`observed_pixels`), the same for every sampler: after each Langevin step of Algorithm 1,
+after each corrector and predictor step of predictor-corrector, and after each step of an ODE
+solver, with the σ that step reached.
+
+* :func:`inpaint`: Algorithm 2 with ``ald`` or ``pc`` on a score of level indices (the paper's form);
+* :func:`inpaint_with`: any sampler of :data:`ncsn.core.sampling.SAMPLERS` on a denoiser.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
 
 from ncsn.core.rng import GeneratorLike, rand_like, randn_like
-from ncsn.core.sampling import final_state, sample_progressive
+from ncsn.core.sampling import ODE_SAMPLERS, final_state, progressive, sample_progressive
+from ncsn.core.sampling.denoiser import Callback, Denoiser
+from ncsn.core.sampling.langevin import level_hook
+from ncsn.core.sampling.probability_flow import ode_start
 
 
 def validate_mask(mask: Tensor, y: Tensor) -> Tensor:
@@ -69,18 +75,57 @@ def inpaint(score_fn: Callable[[Tensor, Tensor], Tensor], y: Tensor, mask: Tenso
     observed = validate_mask(mask, y)
     if x0 is None:
         x0 = rand_like(y, generator)
-    sigma_list = [float(s) for s in sigmas.tolist()]
-    current: dict[str, object] = {"level": None, "y_tilde": None}
-
-    def clamp_observed(x: Tensor, level: int) -> Tensor:
-        # ỹ = y + σ_i z, drawn at the first step of level i
-        if current["level"] != level:
-            current["level"], current["y_tilde"] = level, y + sigma_list[level] * randn_like(y, generator)
-        # x ← x ⊙ (1 − m) + ỹ ⊙ m
-        return torch.where(observed, current["y_tilde"], x)
-
-    hook = clamp_observed if bool(observed.any()) else None
+    constraint = observed_pixels(y, observed, generator)
+    hook = level_hook(constraint, sigmas) if constraint is not None else None
     steps = sample_progressive(sampler, score_fn, x0, sigmas, n_steps_each=n_steps_each, eps=eps,
                                convention=convention, denoise=denoise, generator=generator, hook=hook)
     x = final_state(steps, x0)
     return torch.where(observed, y, x)
+
+
+def observed_pixels(y: Tensor, observed: Tensor, generator: GeneratorLike = None) -> Callback | None:
+    """Algorithm 2's constraint as a sampler callback: ``callback(x, σ) = x ⊙ (1 − m) + ỹ ⊙ m``.
+
+    ỹ = y + σ z is drawn (from ``generator``) the first time a σ is reached and kept while the
+    sampler stays at that σ (the T Langevin steps of a level); a new σ draws a new ỹ.
+
+    :param y: [B, ...] images; :param observed: bool, broadcastable to y (:func:`validate_mask`).
+    :return: the callback, or None when no pixel is observed (the sampler runs unconstrained).
+    """
+    if not bool(observed.any()):
+        return None
+    current: dict[str, Any] = {"sigma": None, "y_tilde": None}
+
+    def clamp_observed(x: Tensor, sigma: float) -> Tensor:
+        # ỹ = y + σ z, drawn at the first step that reaches σ
+        if current["sigma"] != sigma:
+            current["sigma"], current["y_tilde"] = sigma, y + sigma * randn_like(y, generator)
+        # x ← x ⊙ (1 − m) + ỹ ⊙ m
+        return torch.where(observed, current["y_tilde"], x)
+
+    return clamp_observed
+
+
+def inpaint_with(sampler: str, denoiser: Denoiser, y: Tensor, mask: Tensor, sigmas: Tensor, *,
+                 generator: GeneratorLike = None, x0: Tensor | None = None, **options: Any) -> Tensor:
+    """Complete the unobserved pixels of ``y`` with the sampler named ``sampler`` and Algorithm 2's constraint.
+
+    :param sampler: one of :data:`ncsn.core.sampling.SAMPLERS`.
+    :param denoiser: D(x [B, ...], sigma [B]) → [B, ...].
+    :param y: [B, ...] images; only the observed pixels are read.
+    :param mask: 0/1 or bool, broadcastable to y; 1 = observed.
+    :param sigmas: the sampler's σ: a schedule ending in 0 for the ODE solvers, the trained levels for ``ald``/``pc``.
+    :param generator: None, a ``torch.Generator``, or B per-example generators. Draws, in order: x0 (when not
+        given), then the sampler's noise and each ỹ as the steps need them.
+    :param x0: [B, ...] start; when None, uniform on [0, 1) (Algorithm 1's start), plus σ_0 · N(0, I) for
+        the ODE solvers (:func:`ode_start`).
+    :param options: the sampler's own (``n_steps_each``, ``eps`` for ``ald``/``pc``; ``churn`` … for ``heun``).
+    :return: [B, ...] completed images, equal to y wherever observed.
+    """
+    observed = validate_mask(mask, y)
+    if x0 is None:
+        x0 = ode_start(y, float(sigmas[0]), generator) if sampler in ODE_SAMPLERS else rand_like(y, generator)
+    x = final_state(progressive(sampler, denoiser, x0, sigmas, generator=generator,
+                                callback=observed_pixels(y, observed, generator), **options), x0)
+    return torch.where(observed, y, x)
+

@@ -24,7 +24,6 @@ estimate εᵀ (∂g/∂x) ε with one Rademacher probe ε per example, fixed al
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import numpy as np
 import torch
@@ -32,8 +31,7 @@ from scipy.integrate import solve_ivp
 from torch import Tensor
 
 from ncsn.core.rng import GeneratorLike, rand_like
-
-Denoiser = Callable[[Tensor, Tensor], Tensor]  # D(x [B, ...], sigma [B]) → [B, ...]
+from ncsn.core.sampling.denoiser import Denoiser
 
 __all__ = ["bits_per_dim", "dequantize", "gaussian_prior_log_prob", "log_likelihood", "rademacher"]
 

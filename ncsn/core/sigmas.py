@@ -1,6 +1,8 @@
 """Noise levels σ₁ > σ₂ > … > σ_L.
 
 * :func:`geometric_sigmas`: the paper's geometric sequence.
+* :func:`karras_sigmas`: EDM's schedule for the ODE/SDE solvers (Karras et al. 2022, Eq. 5),
+  with σ = 0 appended.
 * :func:`max_pairwise_distance`: NCSNv2 technique 1, σ₁ ≈ the largest Euclidean
   distance between two training points.
 * :func:`technique2_overlap`, :func:`technique2_ratio`, :func:`num_levels_for_dim`:
@@ -50,6 +52,37 @@ def geometric_sigmas(sigma_begin: float, sigma_end: float, num_levels: int) -> T
     if num_levels > 1:
         sigmas[-1] = sigma_end
     return sigmas.float()
+
+
+def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0, *,
+                  dtype: torch.dtype = torch.float32) -> Tensor:
+    """EDM's noise schedule (Karras et al. 2022, Eq. 5), then 0:
+
+        σ_i = (σ_max^{1/ρ} + i/(n−1) · (σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ,  i = 0..n−1;   σ_n = 0.
+
+    ρ = 7 spends the steps near σ_min, where the samples' detail forms; ρ = 1 is uniform in σ
+    and ρ → ∞ geometric. Computed in float64; σ_0 and σ_{n−1} are exactly σ_max and σ_min.
+
+    :param n: the number of non-zero levels, n ≥ 1 (n = 1 gives ``[sigma_max, 0]``).
+    :param sigma_min: / :param sigma_max: the range, ``sigma_max >= sigma_min > 0``.
+    :param rho: ρ > 0.
+    :param dtype: of the result (float64 for the known-answer tests).
+    :return: [n + 1] descending, ending in 0.
+    """
+    if isinstance(n, bool) or int(n) != n or n < 1:
+        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    if not (math.isfinite(sigma_max) and sigma_max >= sigma_min > 0):
+        raise ValueError(f"need sigma_max >= sigma_min > 0, got sigma_min={sigma_min}, sigma_max={sigma_max}")
+    if not rho > 0:
+        raise ValueError(f"rho must be > 0, got {rho}")
+    n = int(n)
+    ramp = torch.linspace(0, 1, n, dtype=torch.float64) if n > 1 else torch.zeros(1, dtype=torch.float64)
+    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    sigmas = (hi + ramp * (lo - hi)) ** rho
+    sigmas[0] = sigma_max
+    if n > 1:
+        sigmas[-1] = sigma_min
+    return torch.cat([sigmas, sigmas.new_zeros(1)]).to(dtype)
 
 
 def max_pairwise_distance(x: Tensor, *, chunk_size: int = 1024) -> float:

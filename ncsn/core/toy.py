@@ -96,6 +96,15 @@ class GaussianMixture:
         precision = resp / var  # [n, K]
         return precision @ means - precision.sum(1, keepdim=True) * x
 
+    def denoiser(self, x: Tensor, sigma: Tensor) -> Tensor:
+        """The exact denoiser D(x; σ) = E[x₀ | x] = x + σ² ∇ₓ log q_σ(x) (Tweedie), the samplers' interface.
+
+        :param x: [n, D] points. :param sigma: [n] noise levels (or a scalar).
+        :return: [n, D].
+        """
+        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+        return x + sigma.reshape(-1, 1) ** 2 * self.score(x, sigma)
+
     def level_score(self, sigmas: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
         """A noise-conditional score ``score_fn(x, levels) = score(x, sigmas[levels])``.
 

@@ -18,27 +18,23 @@ import time
 import torch
 from torch import Tensor
 
-from ncsn.core.likelihood import Denoiser, bits_per_dim, dequantize, log_likelihood
+from ncsn.core.likelihood import bits_per_dim, dequantize, log_likelihood
+from ncsn.core.sampling.denoiser import Denoiser
 from ncsn.core.rng import make_generators
 from ncsn.data.transforms import LOGIT_LAMBDA, logit
 from ncsn.storage.score_model import ScoreModel
 
 
 def continuous_denoiser(model: ScoreModel) -> Denoiser:
-    """D(x; σ) = x + σ² s_θ(x; σ) at any σ, differentiable in x (the network's ``forward_sigma``).
+    """D(x; σ) at any σ, differentiable in x (``ScoreModel.denoiser``, through ``forward_sigma``).
 
     :raises ValueError: for a network conditioned on its trained levels only (RefineNet).
     """
-    net = model.net
-    if not hasattr(net, "forward_sigma"):
+    if not hasattr(model.net, "forward_sigma"):
         arch = model.checkpoint["config"]["model"]["arch"]
         raise ValueError(f"bits/dim needs a network that takes any sigma; model.arch {arch!r} takes only its "
                          "trained levels (set evaluate.bpd_images: 0, or train model.arch 'unet')")
-
-    def denoiser(x: Tensor, sigma: Tensor) -> Tensor:
-        return x + sigma.reshape(-1, *[1] * (x.ndim - 1)) ** 2 * net.forward_sigma(x, sigma)
-
-    return denoiser
+    return model.denoiser()
 
 
 def image_bits_per_dim(model: ScoreModel, images: Tensor, *, seed: int, tolerance: float,

@@ -18,8 +18,9 @@ from ncsn.models.mlp import LevelMLP
 from ncsn.models.unet import UNet
 
 ARCHS = ("ncsn", "ncsnv2", "unet", "mlp")
+CONTINUOUS_ARCHS = ("unet", "mlp")  # a continuous embedding of σ: ``forward_sigma(x, sigma)`` takes any σ
 
-__all__ = ["ARCHS", "build_model", "count_parameters", "LevelMLP", "UNet"]
+__all__ = ["ARCHS", "CONTINUOUS_ARCHS", "ForwardSigma", "build_model", "count_parameters", "LevelMLP", "UNet"]
 
 
 def build_model(arch: str, *, channels: int, image_size: int, sigmas: Tensor, ngf: int,
@@ -49,6 +50,20 @@ def build_model(arch: str, *, channels: int, image_size: int, sigmas: Tensor, ng
     elif arch == "mlp":
         return LevelMLP(dim=channels, hidden=ngf, num_levels=num_levels, sigmas=sigmas)
     raise ValueError(f"unknown model.arch {arch!r}; expected one of {', '.join(repr(a) for a in ARCHS)}")
+
+
+class ForwardSigma(nn.Module):
+    """A network whose ``forward(x, sigma)`` is the wrapped one's ``forward_sigma``: what the train step (and
+    DistributedDataParallel, torch.compile) calls when training at any σ (``train.sigma_sampling: continuous``)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        if not hasattr(net, "forward_sigma"):
+            raise ValueError(f"{type(net).__name__} takes only its trained levels (no forward_sigma)")
+        self.net = net
+
+    def forward(self, x: Tensor, sigma: Tensor) -> Tensor:
+        return self.net.forward_sigma(x, sigma)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -25,24 +25,15 @@ def fig3_panels(numbers: dict[str, Any]) -> list[tuple[str, Any, Any]]:
 
 
 def sampler_text(spec: dict[str, Any] | None) -> str:
-    """One line naming the sampler, its T, ε and network evaluations per sample, read from the
-    ``sampler`` entry of ``shards/manifest.json`` as the sample stage stored it (its settings and
-    ``evaluations_per_sample``); the same line as ``SamplerSpec.describe()``."""
-    from ncsn.core.sampling import SAMPLERS
+    """One line naming the sampler, its settings and network evaluations per sample, read from the
+    ``sampler`` entry of ``shards/manifest.json`` as the sample stage stored it: ``SamplerSpec.describe()``
+    of the spec it records."""
+    from ncsn.stages.sampler import SamplerSpec
 
     if spec is None:
         return NOT_RECORDED
     try:
-        eps = float(spec["eps"])
-        eps_text = f"eps = {eps:.3g} (auto: NCSNv2 technique 4)" if spec.get("eps_auto") else f"eps = {eps:g}"
-        band = spec.get("corrector_sigmas")
-        levels = "per level"
-        if band is not None:
-            lo, hi = (float(v) for v in band)
-            levels = f"at the {spec['corrected_levels']} levels with sigma in [{lo:g}, {hi:g}]"
-        return (f"{SAMPLERS[spec['sampler']]}, T = {int(spec['n_steps_each'])} steps {levels}, {eps_text}, "
-                f"denoise = {bool(spec['denoise'])}, {int(spec['evaluations_per_sample'])} network evaluations "
-                "per sample")
+        return SamplerSpec.from_dict(spec).describe()
     except (KeyError, TypeError, ValueError) as err:
         log.warning("cannot read the sampler of shards/manifest.json: %s", err)
         return UNREADABLE

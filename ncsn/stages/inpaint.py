@@ -35,10 +35,9 @@ from ncsn.data.transforms import preprocess
 from ncsn.stages.devices import resolve_device
 from ncsn.stages.distributed import DistInfo, init_distributed, local_rank, map_chunks
 from ncsn.storage.images import save_grid, save_png
-from ncsn.core.inpaint import inpaint
 from ncsn.core.masks import make_mask
 from ncsn.core.rng import make_generators
-from ncsn.stages.sampler import SamplerSpec, inpaint_pixels, resolve_inpaint_sampler
+from ncsn.stages.sampler import SamplerSpec, complete, inpaint_pixels, resolve_inpaint_sampler
 from ncsn.storage.score_model import ScoreModel, load_for_sampling, to_uint8
 from ncsn.storage.tables import write_text
 from ncsn.storage.user_images import ImageInputError, read_pairs
@@ -69,9 +68,7 @@ def _complete(model: ScoreModel, spec: SamplerSpec, y: torch.Tensor, mask: torch
     def chunk(start: int, stop: int) -> torch.Tensor:
         part_mask = mask[start:stop] if len(mask) == len(y) else mask
         generators = make_generators(seeds[start:stop], y.device)
-        return inpaint(model.score(), y[start:stop], part_mask, model.sigmas, sampler=spec.sampler,
-                       n_steps_each=spec.n_steps_each, eps=spec.eps, convention=spec.convention,
-                       denoise=spec.denoise, generator=generators).cpu()
+        return complete(model, spec, y[start:stop], part_mask, generators).cpu()
 
     size = math.ceil(len(y) / dist.world_size)
     return torch.cat(map_chunks(chunk, len(y), size, dist)).to(y.device)

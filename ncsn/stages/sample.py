@@ -5,7 +5,7 @@ Writes into ``paths.sample`` (or ``--out``)::
     shards/shard_XXXXX.pt   samples and their seeds, ``sample.batch_size`` per shard
     shards/manifest.json    what the shards were drawn from (model file hash, settings, resolved sampler)
     grid.png                the first samples
-    trajectory.png          a few samples after every noise level (rows: samples)
+    trajectory.png          a few samples after every noise level or solver step (rows: samples)
     trajectory.gif          the same as an animation
 
 Sample ``i`` uses seed ``base.seed + i``. Shards are written atomically and only
@@ -115,8 +115,7 @@ def _write_trajectory(model: ScoreModel, spec: SamplerSpec, seeds: list[int], ou
     """``trajectory.png`` (row i: sample i after each level) and ``trajectory.gif``."""
     frames, columns = [], []
     for level, x in trajectory(model, seeds, spec):
-        label = "start" if level < 0 else ("denoised" if level >= len(model.sigmas) else
-                                           f"level {level}: sigma {model.sigmas[level].item():.3g}")
+        label = spec.step_label(level, model.sigmas)
         if x.ndim == 4:
             images = to_uint8(x, logit_transform=model.logit_transform)
             columns.append(images)

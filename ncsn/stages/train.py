@@ -40,8 +40,8 @@ from ncsn.config import Config
 from ncsn.data.transforms import preprocess
 from ncsn.stages.devices import bf16_slow_reason, resolve_device
 from ncsn.stages.distributed import DistInfo, barrier, init_distributed, local_rank
-from ncsn.core.losses.weighting import draw_levels, weighted_dsm_loss
-from ncsn.models import build_model
+from ncsn.core.losses.weighting import draw_levels, draw_sigmas, weighted_dsm_loss, weighted_dsm_loss_sigma
+from ncsn.models import ForwardSigma, build_model
 from ncsn.storage.score_model import network_args
 from ncsn.data.stats import resolve_sigmas
 from ncsn.figures.sigma_schedule import write_sigma_schedule
@@ -55,7 +55,7 @@ MetricsCallback = Callable[[dict[str, float], int], None]
 # Sections whose change makes old checkpoints unusable for resuming.
 _RESUME_KEYS = ("base", "data", "model")
 _RESUME_TRAIN_KEYS = ("batch_size", "lr", "beta1", "weight_decay", "anneal_power", "weighting", "log_sigma_mean",
-                      "log_sigma_std", "ema", "ema_rate", "grad_clip")
+                      "log_sigma_std", "sigma_sampling", "ema", "ema_rate", "grad_clip")
 
 
 class TrainingDiverged(RuntimeError):
@@ -178,15 +178,24 @@ def _train_step(net: nn.Module, state: _State, data: _Data, sigmas: torch.Tensor
     # One global batch: the same draws on every rank, each rank takes its slice.
     idx = torch.randint(0, len(data.train), (global_batch,), generator=state.data_gen)
     x = preprocess(data.train[idx], state.data_gen, **input_options(cfg)).to(device, non_blocking=True)
-    levels = draw_levels(tc.weighting, sigmas, global_batch, state.noise_gen, log_sigma_mean=tc.log_sigma_mean,
-                         log_sigma_std=tc.log_sigma_std)
+    continuous = tc.sigma_sampling == "continuous"  # net is then ForwardSigma: net(x, sigma)
+    if continuous:
+        drawn = draw_sigmas(tc.weighting, float(sigmas[-1]), float(sigmas[0]), global_batch, state.noise_gen,
+                            log_sigma_mean=tc.log_sigma_mean, log_sigma_std=tc.log_sigma_std, device=device)
+    else:
+        drawn = draw_levels(tc.weighting, sigmas, global_batch, state.noise_gen, log_sigma_mean=tc.log_sigma_mean,
+                            log_sigma_std=tc.log_sigma_std)
     noise = torch.randn(x.shape, generator=state.noise_gen, device=device)
-    x, levels, noise = x[lo:hi], levels[lo:hi], noise[lo:hi]
+    x, drawn, noise = x[lo:hi], drawn[lo:hi], noise[lo:hi]
     if tc.channels_last and x.ndim == 4:
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.bf16):
-        loss = weighted_dsm_loss(net, x, sigmas, weighting=tc.weighting, anneal_power=tc.anneal_power,
-                                 levels=levels, noise=noise).mean()
+        if continuous:
+            loss = weighted_dsm_loss_sigma(net, x, drawn, weighting=tc.weighting, anneal_power=tc.anneal_power,
+                                           noise=noise).mean()
+        else:
+            loss = weighted_dsm_loss(net, x, sigmas, weighting=tc.weighting, anneal_power=tc.anneal_power,
+                                     levels=drawn, noise=noise).mean()
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if tc.grad_clip is not None:
@@ -224,9 +233,9 @@ def train(cfg: Config, data_dir: str | Path, out_dir: str | Path, *,
     data = _load_data(cfg, data_dir)
     state = _new_state(cfg, data, sigmas, device)
     _resume(state, out_dir, cfg, dist_info)
-    net: nn.Module = state.model
+    net: nn.Module = ForwardSigma(state.model) if tc.sigma_sampling == "continuous" else state.model
     if dist_info.world_size > 1:
-        net = DistributedDataParallel(state.model, device_ids=[device.index] if device.type == "cuda" else None)
+        net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     if tc.compile:
         net = torch.compile(net)
     if main:

@@ -23,6 +23,7 @@ from ncsn.config.loading import build_section
 from ncsn.stages.devices import bf16_slow_reason
 from ncsn.models import build_model
 from ncsn.core.rng import make_generators, rand_like
+from ncsn.core.sampling.denoiser import Denoiser, sigma_score, tweedie_denoiser
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 log = logging.getLogger(__name__)
@@ -36,9 +37,24 @@ class ScoreModel:
     sigmas: torch.Tensor  # [L], on the network's device
     checkpoint: dict[str, Any]
     score_fn: ScoreFn | None = None  # what the samplers call (compiled / autocast); ``net`` when None
+    sigma_fn: ScoreFn | None = None  # s(x, sigma [B]) for any σ, likewise; ``net.forward_sigma`` when None
 
     def score(self) -> ScoreFn:
+        """s(x [B, ...], levels [B] int64) → [B, ...]: the network at its trained levels."""
         return self.net if self.score_fn is None else self.score_fn
+
+    def sigma_score(self) -> ScoreFn:
+        """s(x [B, ...], sigma [B]) → [B, ...]: a trained level by its index, any other σ through
+        ``forward_sigma`` (U-Net, MLP); the RefineNet (``ncsn``, ``ncsnv2``) refuses another σ in one
+        line naming its levels (``ncsn.core.sampling.denoiser.sigma_score``)."""
+        sigma_fn = self.sigma_fn if self.sigma_fn is not None else getattr(self.net, "forward_sigma", None)
+        arch = self.checkpoint["config"]["model"]["arch"]
+        return sigma_score(self.score(), self.sigmas, sigma_fn, name=f"model.arch {arch!r}",
+                           hint="sample it on those levels (sample.schedule: levels)")
+
+    def denoiser(self) -> Denoiser:
+        """D(x; σ) = x + σ² s(x; σ) (:meth:`sigma_score`): what every sampler of ``ncsn.core.sampling`` takes."""
+        return tweedie_denoiser(self.sigma_score())
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -62,20 +78,25 @@ def sampling_score_fn(net: nn.Module, *, bf16: bool = False, compile: bool = Fal
     :param compile: ``torch.compile`` it (exact; each new batch shape compiles again).
     :return: s(x [B, ...], levels [B]) → [B, ...] float32.
     """
+    return _as_sampled(net, net, bf16=bf16, compile=compile, warn=True)
+
+
+def _as_sampled(net: nn.Module, fn: ScoreFn, *, bf16: bool, compile: bool, warn: bool = False) -> ScoreFn:
+    """``fn`` (the network's forward or forward_sigma) compiled and/or under bf16 autocast."""
     if not (bf16 or compile):
-        return net
-    fn = torch.compile(net) if compile else net
+        return fn
+    fn = torch.compile(fn) if compile else fn
     if not bf16:
         return fn
     device = next(net.parameters()).device
     reason = bf16_slow_reason(device)
-    if reason:
+    if reason and warn:
         log.warning("sample.bf16 is on, but %s; set sample.bf16: false", reason)
     device_type = device.type
 
-    def score(x: Tensor, levels: Tensor) -> Tensor:
+    def score(x: Tensor, cond: Tensor) -> Tensor:
         with torch.autocast(device_type, dtype=torch.bfloat16):
-            out = fn(x, levels)
+            out = fn(x, cond)
         return out.float()
 
     return score
@@ -105,7 +126,9 @@ def load_score_model(source: str | Path | dict[str, Any], device: torch.device |
     weights = ckpt["ema"] if use_ema and ckpt.get("ema") is not None else ckpt["model"]
     net.load_state_dict(weights)
     net = net.to(device).eval()
-    return ScoreModel(net, sigmas, ckpt, sampling_score_fn(net, bf16=bf16, compile=compile))
+    forward_sigma = getattr(net, "forward_sigma", None)
+    sigma_fn = None if forward_sigma is None else _as_sampled(net, forward_sigma, bf16=bf16, compile=compile)
+    return ScoreModel(net, sigmas, ckpt, sampling_score_fn(net, bf16=bf16, compile=compile), sigma_fn)
 
 
 def load_for_sampling(source: str | Path | dict[str, Any], device: torch.device | str,

@@ -35,7 +35,8 @@ def test_params_yaml_is_the_composition_of_the_defaults() -> None:
     assert PARAMS == compose_params([])
     assert not [f"{s}.{k}" for s, v in PARAMS.items() if isinstance(v, dict) for k, x in v.items()
                 if x is None and f"{s}.{k}" not in {"data.folder", "data.image_size", "data.channels",
-                                                     "train.grad_clip", "evaluate.weights_path"}]
+                                                     "train.grad_clip", "evaluate.weights_path", "sample.sigma_min",
+                                                     "sample.sigma_max", "sample.s_tmax"}]
 
 
 def test_the_schema_holds_no_values_and_its_defaults_are_the_shared_values_of_conf() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -132,3 +133,23 @@ def test_bf16_training_runs_on_the_cpu_close_to_float32(tmp_path: Path, prepared
     assert len(exact) == len(approx) == 2 and exact != approx
     for a, b in zip(exact, approx):
         assert b == pytest.approx(a, rel=0.05)
+
+
+def test_continuous_sigma_training_runs_through_forward_sigma(tmp_path: Path, prepared: Path) -> None:
+    """train.sigma_sampling continuous trains the U-Net at σ drawn over [σ_L, σ_1] (another loss than the
+    levels' on the same data); the RefineNet is refused in one line."""
+    from ncsn.config import ConfigError, config_from_dict
+
+    losses = {}
+    for sampling in ("levels", "continuous"):
+        folder = tmp_path / sampling
+        folder.mkdir()
+        link_prepared(folder, prepared)
+        run_ncsn("--params", str(_params(folder, n_iters=4, snapshot_freq=4, sigma_sampling=sampling)), "train",
+                 cwd=folder)
+        rows = (folder / "outputs" / "train" / "train_log.csv").read_text().splitlines()[1:]
+        losses[sampling] = [float(row.split(",")[1]) for row in rows]
+    assert all(math.isfinite(v) for v in losses["continuous"]) and losses["continuous"] != losses["levels"]
+    with pytest.raises(ConfigError, match=r"'train.sigma_sampling' = 'continuous' is invalid; model.arch 'ncsn'"
+                                          r" takes only its trained levels; use 'levels', or arch 'unet' or 'mlp'"):
+        config_from_dict({"profile": "smoke", "model": {"arch": "ncsn"}, "train": {"sigma_sampling": "continuous"}})

@@ -5,6 +5,7 @@
 * :func:`step_sizes`: α_i = ε σᵢ²/σ_L² in the two conventions; :func:`technique4_eps`:
   NCSNv2 technique 4, the ε that suits a given T.
 * :func:`langevin`: plain (non-annealed) Langevin dynamics with a fixed step.
+* :func:`ald`: Algorithm 1 behind the samplers' common signature (a denoiser, ``sigmas``, options).
 
 Pure functions: the state lives in the tensors, noise comes only from the
 ``generator`` passed in (see ncsn.core.rng), device and dtype follow ``x0``. The loops
@@ -21,6 +22,7 @@ import torch
 from torch import Tensor
 
 from ncsn.core.rng import GeneratorLike, randn_like
+from ncsn.core.sampling.denoiser import Callback, Denoiser, level_score, step_callback
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 Hook = Callable[[Tensor, int], Tensor]
@@ -200,3 +202,42 @@ def langevin(score_fn: Callable[[Tensor], Tensor], x0: Tensor, *, n_steps: int, 
         for _ in range(n_steps):
             x = x + drift * score_fn(x) + diffusion * randn_like(x, generator)
     return x.clone()
+
+
+def trained_levels(sigmas: Tensor) -> Tensor:
+    """The [L] noise levels of a schedule given to :func:`ald` or ``pc``: ``sigmas`` without a trailing 0."""
+    return sigmas[:-1] if len(sigmas) > 1 and float(sigmas[-1]) == 0.0 else sigmas
+
+
+def level_hook(callback: Callback | None, sigmas: Tensor) -> Hook | None:
+    """A sampler callback ``callback(x, σ)`` as the level-index hook of the Langevin loops."""
+    if callback is None:
+        return None
+    values = [float(s) for s in sigmas.tolist()]
+    return lambda x, level: step_callback(callback, x, values[level])
+
+
+def ald_progressive(denoiser: Denoiser, x: Tensor, sigmas: Tensor, *, generator: GeneratorLike = None,
+                    callback: Callback | None = None, n_steps_each: int, eps: float, convention: str = "paper",
+                    denoise: bool = False) -> Iterator[tuple[int, Tensor]]:
+    """:func:`annealed_langevin_progressive` behind the samplers' common signature (see :func:`ald`)."""
+    levels = trained_levels(sigmas)
+    return annealed_langevin_progressive(level_score(denoiser, levels), x, levels, n_steps_each=n_steps_each,
+                                         eps=eps, generator=generator, denoise=denoise, convention=convention,
+                                         hook=level_hook(callback, levels))
+
+
+def ald(denoiser: Denoiser, x: Tensor, sigmas: Tensor, *, generator: GeneratorLike = None,
+        callback: Callback | None = None, n_steps_each: int, eps: float, convention: str = "paper",
+        denoise: bool = False) -> Tensor:
+    """Annealed Langevin dynamics (paper Algorithm 1) on a denoiser: the score is s(x, i) = (D(x; σ_i) − x)/σ_i².
+
+    :param denoiser: D(x [B, ...], sigma [B]) → [B, ...], called at the levels only.
+    :param x: [B, ...] starting points (paper: uniform on [0, 1]^D).
+    :param sigmas: [L] the levels the network was trained on, descending (a trailing 0 is dropped).
+    :param callback: ``callback(x, σ_i) → x or None`` after every Langevin step (not after the denoising step).
+    :param n_steps_each: / :param eps: / :param convention: / :param denoise: as :func:`annealed_langevin`.
+    :return: [B, ...] samples; L·T network evaluations (+1 with ``denoise``).
+    """
+    return final_state(ald_progressive(denoiser, x, sigmas, generator=generator, callback=callback,
+                                       n_steps_each=n_steps_each, eps=eps, convention=convention, denoise=denoise), x)

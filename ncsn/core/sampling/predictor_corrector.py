@@ -2,7 +2,8 @@
 
 T Langevin corrector steps per level, then an ancestral predictor step to the next level (the
 last one is the denoising step), L·(T + 1) evaluations; with a corrector band
-(:func:`corrector_steps`) the correctors run only at the levels whose σ lies in it.
+(:func:`corrector_steps`) the correctors run only at the levels whose σ lies in it. :func:`pc`
+is the same sampler behind the samplers' common signature (a denoiser, ``sigmas``, options).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import torch
 from torch import Tensor
 
 from ncsn.core.rng import GeneratorLike, randn_like
-from ncsn.core.sampling.langevin import Hook, ScoreFn, _checked_levels, final_state, step_sizes
+from ncsn.core.sampling.denoiser import Callback, Denoiser, level_score
+from ncsn.core.sampling.langevin import (Hook, ScoreFn, _checked_levels, final_state, level_hook, step_sizes,
+                                         trained_levels)
 
 
 def corrector_steps(sigmas: list[float], n_steps_each: int,
@@ -120,3 +123,31 @@ def predictor_corrector(score_fn: ScoreFn, x0: Tensor, sigmas: Tensor, *, n_step
     return final_state(predictor_corrector_progressive(score_fn, x0, sigmas, n_steps_each=n_steps_each, eps=eps,
                                                        generator=generator, denoise=denoise,
                                                        corrector_sigmas=corrector_sigmas, hook=hook), x0)
+
+
+def pc_progressive(denoiser: Denoiser, x: Tensor, sigmas: Tensor, *, generator: GeneratorLike = None,
+                   callback: Callback | None = None, n_steps_each: int, eps: float, denoise: bool = True,
+                   corrector_sigmas: tuple[float, float] | None = None) -> Iterator[tuple[int, Tensor]]:
+    """:func:`predictor_corrector_progressive` behind the samplers' common signature (see :func:`pc`)."""
+    levels = trained_levels(sigmas)
+    return predictor_corrector_progressive(level_score(denoiser, levels), x, levels, n_steps_each=n_steps_each,
+                                           eps=eps, generator=generator, denoise=denoise,
+                                           corrector_sigmas=corrector_sigmas, hook=level_hook(callback, levels))
+
+
+def pc(denoiser: Denoiser, x: Tensor, sigmas: Tensor, *, generator: GeneratorLike = None,
+       callback: Callback | None = None, n_steps_each: int, eps: float, denoise: bool = True,
+       corrector_sigmas: tuple[float, float] | None = None) -> Tensor:
+    """Predictor-corrector sampling on a denoiser: the score is s(x, i) = (D(x; σ_i) − x)/σ_i².
+
+    :param denoiser: D(x [B, ...], sigma [B]) → [B, ...], called at the levels only.
+    :param x: [B, ...] starting points.
+    :param sigmas: [L] the levels the network was trained on, descending (a trailing 0 is dropped).
+    :param callback: ``callback(x, σ) → x or None`` after every corrector step and every predictor step that
+        lands on a level.
+    :param n_steps_each: / :param eps: / :param denoise: / :param corrector_sigmas: as :func:`predictor_corrector`.
+    :return: [B, ...] samples; L·(T + 1) network evaluations without a band (−1 without ``denoise``).
+    """
+    return final_state(pc_progressive(denoiser, x, sigmas, generator=generator, callback=callback,
+                                      n_steps_each=n_steps_each, eps=eps, denoise=denoise,
+                                      corrector_sigmas=corrector_sigmas), x)
