@@ -78,7 +78,10 @@ def _check_output(cfg, args: argparse.Namespace) -> None:
 
     out = getattr(args, "out", None)
     if out:
-        check_writable(Path(out).parent if args.stage == "report" else Path(out), "--out")
+        if args.stage == "report":  # --out names the report's file
+            check_writable(Path(out).parent, "--out", named=out)
+        else:
+            check_writable(out, "--out")
     else:
         check_writable(getattr(cfg.paths, args.stage), f"paths.{args.stage}")
 

@@ -58,11 +58,12 @@ class OutputError(Exception):
     """An output location that cannot be written (found before any work starts)."""
 
 
-def check_writable(folder: str | Path, what: str) -> Path:
+def check_writable(folder: str | Path, what: str, named: str | Path | None = None) -> Path:
     """Check that files can be made in ``folder``: create it if needed, write and remove an empty file,
     then remove the folders it created.
 
     :param what: how the error names the location to the user (e.g. ``"--out"``, ``"paths.sample"``).
+    :param named: the path the error shows (default ``folder``), e.g. the file the user asked for in it.
     :raises OutputError: one line naming ``what``, the folder and the reason.
     """
     folder = Path(folder)
@@ -72,7 +73,7 @@ def check_writable(folder: str | Path, what: str) -> Path:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".ncsn-write-check-"):
             pass
     except OSError as err:
-        raise OutputError(f"cannot write {folder} ({what}): {err.strerror or err}; "
+        raise OutputError(f"cannot write {named or folder} ({what}): {err.strerror or err}; "
                           "choose a folder you can write") from None
     finally:
         for path in created:  # leave no trace: the stage makes its folders when it writes
