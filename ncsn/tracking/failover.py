@@ -6,7 +6,7 @@ result is lost. Three pieces:
 * **Bounded retries.** MLflow's own defaults retry a failed request 7 times with a growing backoff
   and wait 120 s for each answer: minutes per call on a dead server. :func:`limit_http_retries`
   lowers them for this process and the stages it starts (unless the environment sets them):
-  2 retries, 0.5 s backoff, a 10 s timeout, so a refused connection costs ~1.5 s and a hung server
+  2 retries, 1 s backoff, a 10 s timeout, so a refused connection costs ~3 s and a hung server
   ~30 s, once per process.
 * **Preflight.** :func:`probe` asks the server one cheap question (the experiment by name) with
   no retry and a 3 s timeout, for that call alone: ``None`` when it answers, else the error's one line.
@@ -34,7 +34,7 @@ CONTINUES_TAG = "ncsn.tracking.continues"  # the server run that a local run con
 SERVER_PARENT_TAG = "ncsn.tracking.server_parent"  # a local run's parent, when that is a server run
 SYNCED_TAG = "ncsn.tracking.synced_to"  # on a local run once ``ncsn tracking sync`` copied it: "URI RUN_ID"
 
-RETRY_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0.5",
+RETRY_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                   "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 PROBE_TIMEOUT_S = 3
 _CLIENT_ERRORS = range(400, 500)

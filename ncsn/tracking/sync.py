@@ -35,7 +35,7 @@ from typing import Any
 
 from ncsn.config import Config, ConfigError
 from ncsn.tracking.failover import (CONTINUES_TAG, FAILOVER_FROM_TAG, SERVER_PARENT_TAG, SYNCED_TAG, is_remote,
-                                    limit_http_retries, one_line, probe)
+                                    one_line, probe)
 from ncsn.tracking.liveness import PID_TAG, close_orphans, owner_alive
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,9 @@ def sync(cfg: Config, to: str | None = None, dry_run: bool = False) -> SyncRepor
     from ncsn.tracking.runs import connect
 
     connect(cfg)  # telemetry off, bounded retries
-    limit_http_retries()
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    logging.getLogger("mlflow.store.model_registry.abstract_store").setLevel(logging.WARNING)
     local = _local(cfg)
     if local is None:
         return SyncReport(to or os.environ.get("MLFLOW_TRACKING_URI", "(no server)"))
