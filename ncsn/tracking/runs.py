@@ -15,7 +15,14 @@ DVC saw it) as artifacts. ``pipeline_run(cfg)`` opens the parent run of one pipe
 and exports its id as ``NCSN_MLFLOW_PARENT_RUN_ID`` (and the store as ``MLFLOW_TRACKING_URI``)
 so the stage runs that ``dvc repro`` starts in child processes nest under it; it logs
 ``params.yaml`` at the start and ``dvc.lock`` at the end. A run ends FINISHED, FAILED on an
-exception, KILLED on Ctrl-C.
+exception (the error's one line as the tag ``ncsn.error``), KILLED on Ctrl-C or SIGTERM. Each run
+names its process (tags ``ncsn.host``, ``ncsn.pid``) so that :func:`close_orphan_runs` can end the
+runs of processes killed outright (``ncsn.tracking.liveness``).
+
+A server that is down, wrong or dies. :func:`preflight` asks it first (a few seconds at most); when
+it cannot be reached, or a call fails later, the run goes on in the embedded store
+(``ncsn.tracking.failover``, ``ncsn.tracking.trackers``), one warning line says so, and
+``ncsn tracking sync`` (``ncsn.tracking.sync``) sends it once the server is back.
 
 Provenance. Every run is tagged with ``dataset``, ``profile``, ``git_commit``, ``git_dirty`` and,
 for a stage that DVC runs, ``dvc_stage_hash`` (its inputs' key, equal to the key of its ``dvc.lock`` entry);
