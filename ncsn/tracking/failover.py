@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sys
 from typing import Iterator
 
@@ -52,8 +53,13 @@ def is_remote(uri: str) -> bool:
 
 
 def one_line(err: BaseException) -> str:
-    """The first line of ``err``'s message (its type when it has none), at most 300 characters."""
+    """The first line of ``err``'s message (its type when it has none), at most 300 characters; for
+    a failed connection, the system's reason alone (``[Errno 111] Connection refused``)."""
     text = str(err).strip()
+    if (cause := re.search(r"\[Errno -?\d+\] [^'\")]+", text)) is not None:
+        return cause.group(0).strip()
+    if "timed out" in text:
+        return "timed out"
     line = text.splitlines()[0] if text else type(err).__name__
     return line[:300]
 

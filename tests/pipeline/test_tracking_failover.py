@@ -139,8 +139,11 @@ def test_a_wrong_uri_costs_seconds_and_a_second_pipeline_waits(repo: Path) -> No
             assert second.wait() == 0, second.output[-3000:]
     began, warned, staged = (first.first(t) for t in ("ncsn pipeline: stages", WARNING, "running stage 'prepare'"))
     print(f"wrong URI: preflight {warned - began:.1f} s, first stage {staged - began:.1f} s after the pipeline began")
-    assert warned - began <= 5.0, first.output[:2000]
-    assert staged - began <= 20.0, first.output[:2000]  # the local store is created meanwhile (~4 s here)
+    # Bounds for 2 shared cores, where importing MLflow alone takes seconds (the probe itself takes
+    # milliseconds on a refused connection), and the local store's tables are created meanwhile.
+    assert warned - began <= 15.0, first.output[:2000]
+    assert staged - began <= 60.0, first.output[:2000]
+    assert "Connection refused" in first.output
     assert first.output.count(WARNING) == 1 and "local store" in first.output
     assert "Traceback" not in first.output + second.output
     assert "9 run(s) in the local store wait for `ncsn tracking sync`" in first.output
