@@ -146,33 +146,36 @@ def test_a_wrong_uri_costs_seconds_and_a_second_pipeline_waits(repo: Path) -> No
     assert "Connection refused" in first.output
     assert first.output.count(WARNING) == 1 and "local store" in first.output
     assert "Traceback" not in first.output + second.output
-    assert "9 run(s) in the local store wait for `ncsn tracking sync`" in first.output
+    assert "9 run(s) in the local store wait for `ncsn tracking sync`" in first.output  # its own and 8 stages
     # The second said who it waited for, then found everything done: the same outputs.
     assert "another ncsn pipeline is running" in second.output and "pid " in second.output
     assert "Running stage" not in second.output  # DVC skipped every stage
     assert first.output.split("Outputs:")[1].splitlines()[:9] == second.output.split("Outputs:")[1].splitlines()[:9]
     stored = runs(local_store(repo))
+    # Each stage ran once; each pipeline has its parent run.
     assert sorted(r.data.tags["ncsn.stage"] for r in stored if r.info.status == "FINISHED") == \
-        sorted(("pipeline", *STAGES)), [(r.info.run_name, r.info.status) for r in stored]
+        sorted(("pipeline", "pipeline", *STAGES)), [(r.info.run_name, r.info.status) for r in stored]
 
 
 def test_sync_to_a_server_started_afterwards(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     with mlflow_server(tmp_path_factory.mktemp("server")) as uri:
         listed = sync(repo, uri, "--dry-run")
-        assert "would copy 9 run(s)" in listed and not runs(uri)
+        assert "would copy 10 run(s)" in listed and not runs(uri)  # two pipelines, eight stages
         copied = sync(repo, uri)
-        assert "copied 9 run(s)" in copied and "ncsn-mnist5k v1 (champion)" in copied, copied
-        there = {r.data.tags["ncsn.stage"]: r for r in runs(uri)}
-        assert set(there) == {"pipeline", *STAGES} and {r.info.status for r in there.values()} == {"FINISHED"}
-        assert all(r.data.tags["mlflow.parentRunId"] == there["pipeline"].info.run_id for s, r in there.items()
-                   if s != "pipeline")
+        assert "copied 10 run(s)" in copied and "ncsn-mnist5k v1 (champion)" in copied, copied
+        all_there = runs(uri)
+        assert {r.info.status for r in all_there} == {"FINISHED"}
+        there = {r.data.tags["ncsn.stage"]: r for r in all_there}
+        assert set(there) == {"pipeline", *STAGES}
+        parents = {r.info.run_id for r in all_there if r.data.tags["ncsn.stage"] == "pipeline"}
+        assert {there[s].data.tags["mlflow.parentRunId"] for s in STAGES} <= parents  # nested as before
         local = {r.data.tags["ncsn.stage"]: r for r in runs(local_store(repo))}
         assert history(uri, there["train"].info.run_id, "train_loss") == \
             history(local_store(repo), local["train"].info.run_id, "train_loss")
         assert there["evaluate"].data.metrics == local["evaluate"].data.metrics
         champion = client(uri).get_model_version_by_alias("ncsn-mnist5k", "champion")
         assert champion.run_id == there["evaluate"].info.run_id
-        assert "copied 0 run(s)" in sync(repo, uri) and len(runs(uri)) == 9  # a second sync adds nothing
+        assert "copied 0 run(s)" in sync(repo, uri) and len(runs(uri)) == 10  # a second sync adds nothing
 
 
 def _checkpoint_steps(repo: Path) -> list[int]:
