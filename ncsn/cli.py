@@ -15,11 +15,21 @@ import importlib
 import logging
 import os
 import errno
+import signal
 import sys
 from typing import Sequence
 
 from ncsn.stages import STAGES
 
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every open MLflow run ends KILLED; exit code 143."""
+
+    exit_code = 128 + int(signal.SIGTERM)
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
 
 
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.EACCES,
@@ -64,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     compare.add_arguments(sub.add_parser("compare", help="compare MLflow runs side by side: "
                                                        "one HTML page and a CSV"))
+    from ncsn.tracking import sync
+
+    sync.add_arguments(sub.add_parser("tracking", help="the MLflow store: `ncsn tracking sync` sends the runs"
+                                                       " tracked locally (server down) to the server"))
     return parser
 
 
@@ -90,6 +104,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ncsn`` console script."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:  # called from a program with its own
+        return _dispatch(args)
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        return _dispatch(args)
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.stage == "tracking":
+        from ncsn.tracking import sync
+
+        return sync.run(args)
     if args.stage == "pipeline":
         from ncsn.stages import runner as pipeline
 
@@ -125,9 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         verb = "cannot write" if cause.errno in _WRITE_ERRNOS else "input/output error on"
         print(f"ncsn {args.stage}: error: {verb}{where}: {cause.strerror or cause}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (Terminated)
         print(f"ncsn {args.stage}: interrupted", file=sys.stderr)
-        return 130
+        return getattr(err, "exit_code", 130)
     finally:
         if "torch.distributed" in sys.modules:  # a torchrun rank leaves its process group before exiting
             from ncsn.stages.distributed import leave_process_group

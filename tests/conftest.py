@@ -9,6 +9,7 @@ from typing import Iterator
 import pytest
 import torch
 
+from ncsn.tracking.failover import FAILOVER_ENV
 from ncsn.tracking.runs import PARENT_ENV
 from tests.smoke_fixtures import server_smoke_run  # noqa: F401  (one smoke pipeline per session)
 
@@ -66,7 +67,7 @@ def mlflow_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_mlflow_db:
     """``tmp_path/mlflow`` holding a fresh embedded store; MLflow's process-wide URI and env restored."""
     from mlflow.tracking._tracking_service import utils
 
-    for name in ("MLFLOW_TRACKING_URI", PARENT_ENV):
+    for name in ("MLFLOW_TRACKING_URI", PARENT_ENV, FAILOVER_ENV):
         monkeypatch.setenv(name, "placeholder")  # so that teardown restores the original state
         monkeypatch.delenv(name)
     monkeypatch.setattr(utils, "_tracking_uri", None)

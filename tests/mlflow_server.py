@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Iterator
 
 STARTUP_TIMEOUT_S = 180.0  # the server imports a lot; the 2 cores may be busy
+_RUNNING: dict[str, subprocess.Popen] = {}  # uri -> the server's process, while mlflow_server() runs it
 
 
 def free_port() -> int:
@@ -81,6 +82,16 @@ def mlflow_server(root: Path) -> Iterator[str]:
                 assert time.monotonic() < deadline, f"mlflow server not healthy in {STARTUP_TIMEOUT_S:.0f} s:\n" \
                                                     f"{log_path.read_text()[-3000:]}"
                 time.sleep(0.5)
+            _RUNNING[uri] = proc
             yield uri
         finally:
+            _RUNNING.pop(uri, None)
             _stop(proc)
+
+
+def kill_server(uri: str) -> None:
+    """SIGKILL the server at ``uri`` (started by :func:`mlflow_server`) and its workers, as a crash would."""
+    proc = _RUNNING[uri]
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)

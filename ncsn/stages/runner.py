@@ -40,6 +40,7 @@ _LOCKED = "Unable to acquire lock"  # DVC's LockError: another dvc process holds
 # A stage command killed by one of these was most likely stopped from outside (the OOM
 # killer, a preempted machine): running it again may succeed. Seen as -N or as 128 + N.
 _KILLED = {int(signal.SIGKILL), int(signal.SIGTERM)}
+STOP_GRACE_S = 60.0  # how long an interrupted stage may take to end its run and exit
 
 
 class StageFailed(RuntimeError):
@@ -198,16 +199,33 @@ def repro_stage(repo: Path, stage: str, *, wait_for_lock: bool = False) -> None:
     lock = ["--wait-for-lock"] if wait_for_lock else []
     cmd = [sys.executable, "-m", "dvc", *lock, "repro", "--single-item", stage]
     tail: collections.deque[str] = collections.deque(maxlen=40)
-    with subprocess.Popen(cmd, cwd=repo, env=_stage_env(), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
+    # Its own process group: Ctrl-C or SIGTERM reach this process only, which then stops the stage
+    # (SIGINT to the group: DVC waits for its command, which ends its MLflow run KILLED) and waits for it.
+    with subprocess.Popen(cmd, cwd=repo, env=_stage_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, bufsize=1, start_new_session=True) as proc:
         assert proc.stdout is not None
-        for line in proc.stdout:
-            print(line, end="", flush=True)
-            tail.append(line.rstrip("\n"))
-        returncode = proc.wait()
+        try:
+            for line in proc.stdout:
+                print(line, end="", flush=True)
+                tail.append(line.rstrip("\n"))
+            returncode = proc.wait()
+        except BaseException:
+            _stop_group(proc)
+            raise
     if returncode != 0:
         statuses = [int(m.group(1)) for line in tail for m in _STATUS.finditer(line)]
         raise StageFailed(stage, returncode, statuses[-1] if statuses else None, tail)
+
+
+def _stop_group(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> None:
+    """SIGINT the process group of ``proc`` and wait up to ``grace_s`` for it; then SIGKILL it."""
+    for sig, wait_s in ((signal.SIGINT, grace_s), (signal.SIGKILL, 10.0)):
+        if proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=wait_s)
 
 
 def _absolute_paths(cfg: Config, repo: Path) -> Config:
@@ -242,36 +260,87 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "e.g. -S profile=smoke -S train.lr=5e-4")
     parser.add_argument("--restore-params", action="store_true",
                         help="put params.yaml back as it was once the run ends")
+    parser.add_argument("--require-tracking", action="store_true",
+                        help="exit with 2 when the tracking server cannot be reached, instead of tracking"
+                             " into the local store (outputs/mlflow) for a later `ncsn tracking sync`")
+    parser.add_argument("--no-wait", action="store_true",
+                        help="exit with 2 when another ncsn pipeline runs in this repository, instead of"
+                             " waiting for it")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the whole pipeline. Exit code 0: done, 1: a stage failed, 2: a user error."""
     from dvc.exceptions import DvcException
 
+    from ncsn.stages.repo_lock import PipelineBusy, pipeline_lock
+
     try:
         repo = find_repo()
-        with params_restored(repo, restore=args.restore_params):
-            cfg = apply_overrides(repo, args.overrides)
-            stages = stage_order(repo)
-            print(f"ncsn pipeline: stages {' -> '.join(stages)} (profile {cfg.profile})", flush=True)
-            with parent_run(cfg, repo):
-                for stage in stages:
-                    print(f"ncsn pipeline: running stage '{stage}'", flush=True)
-                    repro_stage(repo, stage)
-            print(metrics_report(repo), end="")
-            print("Outputs:")
-            for stage, outs in stage_outputs(repo).items():
-                print(f"  {stage}: {', '.join(outs)}")
+        with pipeline_lock(repo, wait=not args.no_wait, say=lambda line: print(line, flush=True)):
+            with params_restored(repo, restore=args.restore_params):
+                cfg = apply_overrides(repo, args.overrides)
+                stages = stage_order(repo)
+                print(f"ncsn pipeline: stages {' -> '.join(stages)} (profile {cfg.profile})", flush=True)
+                if (refused := _tracking_refused(cfg, repo, args.require_tracking)) is not None:
+                    print(refused, file=sys.stderr)
+                    return 2
+                with parent_run(cfg, repo) as tracker:
+                    for stage in stages:
+                        _before_stage(tracker)
+                        print(f"ncsn pipeline: running stage '{stage}'", flush=True)
+                        repro_stage(repo, stage)
+                print(metrics_report(repo), end="")
+                print("Outputs:")
+                for stage, outs in stage_outputs(repo).items():
+                    print(f"  {stage}: {', '.join(outs)}")
+                print(f"ncsn pipeline: done; {_tracking_summary(cfg, repo)}", flush=True)
+    except PipelineBusy as err:
+        print(f"ncsn pipeline: {err}", file=sys.stderr)
+        return 2
     except (ConfigError, DvcException) as err:
         print(f"ncsn pipeline: error: {err}", file=sys.stderr)
         return 2
     except StageFailed as err:
         print(f"ncsn pipeline: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (ncsn.cli.Terminated)
         print("ncsn pipeline: interrupted", file=sys.stderr)
-        return 130
+        return getattr(err, "exit_code", 130)
     return 0
+
+
+def _tracking_refused(cfg: Config, repo: Path, required: bool) -> str | None:
+    """Preflight of the tracking store (``ncsn.tracking.runs.preflight``), and runs left RUNNING by
+    dead processes closed; the line to exit with when the server is required and cannot be reached."""
+    if not cfg.tracking.enabled:
+        return None
+    from ncsn.tracking.runs import close_orphan_runs, preflight
+
+    cfg = _absolute_paths(cfg, repo)
+    uri, reason = preflight(cfg)
+    if reason is not None and required:
+        return f"ncsn pipeline: error: tracking server {uri} unavailable ({reason}); not running (--require-tracking)"
+    close_orphan_runs(cfg, server_up=reason is None)
+    return None
+
+
+def _before_stage(tracker) -> None:
+    from ncsn.tracking.runs import before_stage
+
+    before_stage(tracker)
+
+
+def _tracking_summary(cfg: Config, repo: Path) -> str:
+    """Where the runs went, and how many local runs wait for ``ncsn tracking sync``."""
+    if not cfg.tracking.enabled:
+        return "tracking off"
+    from ncsn.tracking.runs import tracking_uri
+    from ncsn.tracking.sync import waiting_runs
+
+    cfg = _absolute_paths(cfg, repo)
+    waiting = waiting_runs(cfg)
+    line = f"runs tracked in {tracking_uri(cfg)}"
+    return line + (f"; {waiting} run(s) in the local store wait for `ncsn tracking sync`" if waiting else "")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -219,7 +219,8 @@ def train(cfg: Config, data_dir: str | Path, out_dir: str | Path, *,
 
     :param data_dir: the prepare stage's output folder.
     :param out_dir: this stage's output folder (resumed from when it holds checkpoints).
-    :param on_metrics: called on the main rank with ``({name: value}, step)``.
+    :param on_metrics: called on the main rank with ``({name: value}, step)``, after the step's
+        snapshot (if any) is written: checkpoint before tracking.
     :return: path of the final sampling checkpoint ``out_dir/model.pt``.
     :raises TrainingDiverged: when the loss turns NaN/inf; the last good checkpoint stays.
     """
@@ -258,24 +259,26 @@ def train(cfg: Config, data_dir: str | Path, out_dir: str | Path, *,
             raise
         bar.update(1)
         step = state.step
+        logged: list[dict[str, float]] = []  # handed to on_metrics once the step's snapshot is on disk
         if main and (step % tc.log_freq == 0 or step == tc.n_iters):
             now = time.perf_counter()
             ips = (step - n_last) * tc.batch_size * dist_info.world_size / max(now - t_last, 1e-9)
             t_last, n_last = now, step
             train_log.append([step, loss_value, ips])
             bar.set_postfix(loss=f"{loss_value:.4f}", img_s=f"{ips:.0f}")
-            if on_metrics:
-                on_metrics({"train_loss": loss_value, "images_per_s": ips}, step)
+            logged.append({"train_loss": loss_value, "images_per_s": ips})
         if main and (step % tc.val_freq == 0 or step == tc.n_iters):
             per_level = validation_loss(state.ema.module if state.ema is not None else state.model, data.val,
                                         sigmas, cfg).cpu()
             val_log.append([step, per_level.mean().item(), *per_level.tolist()])
-            if on_metrics:
-                on_metrics({"val_loss": per_level.mean().item(),
-                            **{f"val_loss_level_{i}": v for i, v in enumerate(per_level.tolist())}}, step)
+            logged.append({"val_loss": per_level.mean().item(),
+                           **{f"val_loss_level_{i}": v for i, v in enumerate(per_level.tolist())}})
             state.model.train()
         if main and (step % tc.snapshot_freq == 0 or step == tc.n_iters):
-            _save(state, sigmas, cfg, data, out_dir)
+            _save(state, sigmas, cfg, data, out_dir)  # before tracking: a stage killed while it logs resumes here
+        if on_metrics:
+            for metrics in logged:
+                on_metrics(metrics, step)
     bar.close()
     final = out_dir / MODEL_FILE
     if main:

@@ -123,27 +123,49 @@ def register_and_promote(cfg: Config, tracker: Tracker | NullTracker, checkpoint
     # Never file another dataset's (or another architecture's) network under ncsn-<dataset>.
     check_compatible(ckpt, arch=cfg.model.arch, dataset=cfg.base.dataset, source=checkpoint)
     connect(cfg)
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
+    # On the run's store; in the local store instead if the server is lost meanwhile (the tracker fails over).
+    result = tracker.call(lambda client, run_id: _register(client, run_id, cfg, checkpoint, ckpt, kind, fid, metrics))
+    tracker.set_tags({"ncsn.tracking.registered_model": result["name"], "ncsn.model_version": result["version"],
+                      "ncsn.champion": str(result["promoted"]).lower()})
+    return result
+
+
+def _register(client, run_id: str, cfg: Config, checkpoint: Path, ckpt: dict[str, Any], kind: str, fid: float,
+              metrics: dict[str, Any]) -> dict[str, Any]:
+    """Steps (2)-(8) of :func:`register_and_promote` in the store of ``client``, for the run ``run_id``."""
     from mlflow.store.artifact.runs_artifact_repo import RunsArtifactRepository
 
-    client, run_id = MlflowClient(), tracker.run_id
+    name = model_name(cfg.base.dataset)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = write_model_dir(checkpoint, ckpt, Path(tmp) / ARTIFACT_PATH, run_id)
         client.log_artifacts(run_id, str(model_dir), ARTIFACT_PATH)
-    try:
-        client.create_registered_model(name, tags={"dataset": cfg.base.dataset},
-                                       description=f"NCSN score network trained on {cfg.base.dataset}")
-    except MlflowException as err:
-        if err.error_code != "RESOURCE_ALREADY_EXISTS":
-            raise
     tags = {"dataset": cfg.base.dataset, "fid_metric": kind, kind: repr(fid),
             "n_samples": str(metrics.get("n_samples", "unknown")), "profile": cfg.profile,
             "extractor": str(metrics.get("extractor", "unknown")),
             "checkpoint_sha256": file_sha256(checkpoint), "checkpoint_bytes": str(checkpoint.stat().st_size)}
     source = RunsArtifactRepository.get_underlying_uri(f"runs:/{run_id}/{ARTIFACT_PATH}")
-    version = client.create_model_version(name, source, run_id=run_id, tags=tags,
-                                          description=f"{kind} = {fid:.4g} (step {ckpt['step']})").version
+    return register_version(client, name, cfg.base.dataset, source, run_id, tags,
+                            f"{kind} = {fid:.4g} (step {ckpt['step']})")
+
+
+def register_version(client, name: str, dataset: str, source: str, run_id: str, tags: dict[str, str],
+                     description: str) -> dict[str, Any]:
+    """Steps (3)-(8) of :func:`register_and_promote`: a version of ``name`` from the model directory
+    ``source`` of run ``run_id``, checked, then promoted if it wins (also used by ``ncsn tracking sync``).
+
+    :param tags: the version's tags, with ``fid_metric`` and the FID under its kind.
+    """
+    from mlflow.exceptions import MlflowException
+
+    kind = tags["fid_metric"]
+    fid = float(tags[kind])
+    try:
+        client.create_registered_model(name, tags={"dataset": dataset},
+                                       description=f"NCSN score network trained on {dataset}")
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    version = client.create_model_version(name, source, run_id=run_id, tags=tags, description=description).version
 
     champion = _champion(client, name)
     status = _wait_ready(client, name, version)
@@ -153,16 +175,14 @@ def register_and_promote(cfg: Config, tracker: Tracker | NullTracker, checkpoint
     else:
         mark_verified(client, name, version)
         champion_problem = files_problem(client, name, champion.version) if champion is not None else None
-        promoted, reason = _decide(kind, fid, cfg.base.dataset, champion, champion_problem)
+        promoted, reason = _decide(kind, fid, dataset, champion, champion_problem)
     if promoted:
         set_champion(client, name, version)
     champion_version = version if promoted else (champion.version if champion is not None else None)
     # Processes registering at the same time may have moved the alias past each other: settle it.
-    settled = converge_champion(client, name, kind, cfg.base.dataset)
+    settled = converge_champion(client, name, kind, dataset)
     if settled is not None and str(settled) != str(champion_version):
         reason += f"; champion is v{settled} after concurrent registrations"
         promoted, champion_version = str(settled) == str(version), settled
-    tracker.set_tags({"ncsn.tracking.registered_model": name, "ncsn.model_version": version,
-                      "ncsn.champion": str(promoted).lower()})
     return {"name": name, "version": str(version), "promoted": promoted,
             "champion_version": None if champion_version is None else str(champion_version), "reason": reason}

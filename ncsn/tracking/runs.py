@@ -15,7 +15,14 @@ DVC saw it) as artifacts. ``pipeline_run(cfg)`` opens the parent run of one pipe
 and exports its id as ``NCSN_MLFLOW_PARENT_RUN_ID`` (and the store as ``MLFLOW_TRACKING_URI``)
 so the stage runs that ``dvc repro`` starts in child processes nest under it; it logs
 ``params.yaml`` at the start and ``dvc.lock`` at the end. A run ends FINISHED, FAILED on an
-exception, KILLED on Ctrl-C.
+exception (the error's one line as the tag ``ncsn.error``), KILLED on Ctrl-C or SIGTERM. Each run
+names its process (tags ``ncsn.host``, ``ncsn.pid``) so that :func:`close_orphan_runs` can end the
+runs of processes killed outright (``ncsn.tracking.liveness``).
+
+A server that is down, wrong or dies. :func:`preflight` asks it first (a few seconds at most); when
+it cannot be reached, or a call fails later, the run goes on in the embedded store
+(``ncsn.tracking.failover``, ``ncsn.tracking.trackers``), one warning line says so, and
+``ncsn tracking sync`` (``ncsn.tracking.sync``) sends it once the server is back.
 
 Provenance. Every run is tagged with ``dataset``, ``profile``, ``git_commit``, ``git_dirty`` and,
 for a stage that DVC runs, ``dvc_stage_hash`` (its inputs' key, equal to the key of its ``dvc.lock`` entry);
@@ -44,15 +51,19 @@ from typing import Iterator
 import yaml
 
 from ncsn.config import Config, ConfigError
+from ncsn.tracking.failover import (CONTINUES_TAG, FAILOVER_ENV, FAILOVER_FROM_TAG, SERVER_PARENT_TAG, failed_over,
+                                    is_remote, limit_http_retries, one_line, probe, switch_to_local, unavailable)
+from ncsn.tracking.liveness import close_orphans, process_tags
 from ncsn.tracking.provenance import LOCK, dvc_root, lock_hash, run_tags
 from ncsn.tracking.redaction import redact
-from ncsn.tracking.trackers import NullTracker, Tracker
+from ncsn.tracking.trackers import Fallback, NullTracker, Tracker
 
 log = logging.getLogger(__name__)
 
 PARENT_ENV = "NCSN_MLFLOW_PARENT_RUN_ID"
 STAGE_TAG = "ncsn.stage"
 PARAMS_ARTIFACT = "params.yaml"
+ERROR_TAG = "ncsn.error"  # a failed run: the error's one line
 
 
 # ----------------------------------------------------------------------------- where runs go
@@ -87,6 +98,7 @@ def quiet_mlflow() -> None:
 def connect(cfg: Config) -> str:
     """Point MLflow (tracking and registry) at the store of ``cfg``; return its URI."""
     quiet_mlflow()
+    limit_http_retries()
     import mlflow
 
     uri = tracking_uri(cfg)
@@ -109,9 +121,14 @@ def configure(cfg: Config) -> str:
     """
     uri = connect(cfg)
     from mlflow import MlflowClient
+
+    return ensure_experiment(MlflowClient(), cfg.tracking.experiment, uri)
+
+
+def ensure_experiment(client, name: str, uri: str) -> str:
+    """The id of experiment ``name`` in the store ``uri`` of ``client``, created if missing (see :func:`configure`)."""
     from mlflow.exceptions import MlflowException
 
-    client, name = MlflowClient(), cfg.tracking.experiment
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         location = None
@@ -130,6 +147,30 @@ def configure(cfg: Config) -> str:
     return experiment.experiment_id
 
 
+_probed: dict[str, str | None] = {}
+
+
+def preflight(cfg: Config) -> tuple[str, str | None]:
+    """``(tracking URI, None)`` when runs can go there, else ``(URI, the error's one line)``.
+
+    Only a server is asked (once per process, in at most a few seconds:
+    ``ncsn.tracking.failover.probe``); a local store always can.
+    """
+    connect(cfg)
+    uri = tracking_uri(cfg)
+    if not is_remote(uri):
+        return uri, None
+    if uri not in _probed:
+        _probed[uri] = probe(uri, cfg.tracking.experiment)
+    return uri, _probed[uri]
+
+
+def local_uri(cfg: Config) -> str:
+    """The embedded store of ``cfg`` (where runs go when the server is lost)."""
+    Path(cfg.paths.mlflow).mkdir(parents=True, exist_ok=True)
+    return _default_uri(cfg)
+
+
 # ----------------------------------------------------------------------------- runs
 
 
@@ -144,20 +185,18 @@ def _log_params_file(tracker: Tracker, path: Path) -> None:
         return  # the stage refuses it before anything runs
     if redact("params", values) != values:
         text = yaml.safe_dump(redact("params", values), sort_keys=False)
-    tracker._client.log_text(tracker.run_id, text, PARAMS_ARTIFACT)
+    tracker.log_text(text, PARAMS_ARTIFACT)
 
 
-@contextlib.contextmanager
-def _run(cfg: Config, name: str, parent_id: str | None, tags: dict[str, str],
-         params_file: Path) -> Iterator[Tracker]:
-    """An MLflow run named ``name`` (tag ``ncsn.stage``, and ``tags``), with the config and
-    ``params_file`` logged; ended with its status."""
+def _start(cfg: Config, name: str, parent_id: str | None, tags: dict[str, str]):
+    """Start the fluent MLflow run ``name`` in the store that ``cfg`` points at; return it."""
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     experiment_id = configure(cfg)
     active = mlflow.active_run()
+    start_tags = {STAGE_TAG: name, **tags}
     if active is not None:  # in-process parent (tests, notebooks): nest under it
         parent_id = active.info.run_id
     elif parent_id:
@@ -165,26 +204,81 @@ def _run(cfg: Config, name: str, parent_id: str | None, tags: dict[str, str],
             parent = MlflowClient().get_run(parent_id)
             experiment_id = parent.info.experiment_id  # a child must live in its parent's experiment
         except MlflowException as err:
-            log.warning("%s=%s is not a run in %s (%s); starting a top-level run",
-                        PARENT_ENV, parent_id, tracking_uri(cfg), str(err).splitlines()[0])
+            if is_remote(tracking_uri(cfg)) and unavailable(err):
+                raise
+            if failed_over():  # the parent is on the server: linked by a tag, for ncsn tracking sync
+                start_tags[SERVER_PARENT_TAG] = parent_id
+            else:
+                log.warning("%s=%s is not a run in %s (%s); starting a top-level run",
+                            PARENT_ENV, parent_id, tracking_uri(cfg), one_line(err))
             parent_id = None
-    run = mlflow.start_run(experiment_id=experiment_id, run_name=name, nested=active is not None,
-                           parent_run_id=parent_id, tags={STAGE_TAG: name})
+    return mlflow.start_run(experiment_id=experiment_id, run_name=name, nested=active is not None,
+                            parent_run_id=parent_id, tags=start_tags), parent_id
+
+
+def _fallback(cfg: Config, name: str, parent_id: str | None, tags: dict[str, str], start_ms: int) -> Fallback:
+    """How a run on the server goes on in the local store (``ncsn.tracking.trackers.Fallback``)."""
+    server, local = tracking_uri(cfg), local_uri(cfg)
+
+    def open_local(server_run_id: str):
+        from mlflow import MlflowClient
+
+        client = MlflowClient(tracking_uri=local, registry_uri=local)
+        experiment_id = ensure_experiment(client, cfg.tracking.experiment, local)
+        run_tags = {STAGE_TAG: name, "mlflow.runName": name, **tags, FAILOVER_FROM_TAG: server,
+                    CONTINUES_TAG: server_run_id, **({SERVER_PARENT_TAG: parent_id} if parent_id else {})}
+        run = client.create_run(experiment_id, start_time=start_ms, tags=run_tags, run_name=name)
+        return client, run.info.run_id
+
+    return Fallback(server, local, open_local)
+
+
+@contextlib.contextmanager
+def _run(cfg: Config, name: str, parent_id: str | None, tags: dict[str, str],
+         params_file: Path) -> Iterator[Tracker]:
+    """An MLflow run named ``name`` (tag ``ncsn.stage``, and ``tags``), with the config and
+    ``params_file`` logged; ended with its status (FAILED with the error's line as the tag
+    ``ncsn.error``). A server that cannot be reached, now or later, sends the run to the local
+    store (``ncsn.tracking.failover``)."""
+    import time
+
+    server, reason = preflight(cfg)
+    if reason is not None:
+        switch_to_local(server, local_uri(cfg), reason)
+    tags = {**tags, **process_tags()}
+    start_ms = int(time.time() * 1000)
     try:
-        tracker = Tracker(run.info.run_id)
+        run, parent_id = _start(cfg, name, parent_id, {**tags, **_failover_tags()})
+    except Exception as err:
+        if not (is_remote(tracking_uri(cfg)) and unavailable(err)):
+            raise
+        switch_to_local(server, local_uri(cfg), one_line(err))
+        run, parent_id = _start(cfg, name, parent_id, {**tags, **_failover_tags()})
+    remote = is_remote(tracking_uri(cfg))
+    fallback = _fallback(cfg, name, parent_id, tags, start_ms) if remote else None
+    tracker = Tracker(run.info.run_id, fallback=fallback)
+    status = "FINISHED"
+    try:
         tracker.set_tags(tags)
         tracker.log_params(cfg.flat())
-        tracker._client.log_text(tracker.run_id, yaml.safe_dump(redact("config", cfg.to_dict()), sort_keys=False),
-                                 "config.yaml")
+        tracker.log_text(yaml.safe_dump(redact("config", cfg.to_dict()), sort_keys=False), "config.yaml")
         _log_params_file(tracker, params_file)
         yield tracker
-    except KeyboardInterrupt:
-        mlflow.end_run("KILLED")
+    except KeyboardInterrupt:  # Ctrl-C, and SIGTERM (ncsn.cli turns it into Terminated)
+        status = "KILLED"
         raise
-    except BaseException:
-        mlflow.end_run("FAILED")
+    except BaseException as err:
+        status = "FAILED"
+        with contextlib.suppress(Exception):
+            tracker.set_tags({ERROR_TAG: one_line(err)})
         raise
-    mlflow.end_run("FINISHED")
+    finally:
+        tracker.end(status)
+
+
+def _failover_tags() -> dict[str, str]:
+    server = failed_over()
+    return {FAILOVER_FROM_TAG: server} if server else {}
 
 
 @contextlib.contextmanager
@@ -218,13 +312,12 @@ def pipeline_run(cfg: Config, repo: str | Path | None = None) -> Iterator[Tracke
     if not cfg.tracking.enabled:
         yield NullTracker()
         return
-    saved = {key: os.environ.get(key) for key in (PARENT_ENV, "MLFLOW_TRACKING_URI")}
-    uri = tracking_uri(cfg)
+    saved = {key: os.environ.get(key) for key in (PARENT_ENV, "MLFLOW_TRACKING_URI", FAILOVER_ENV)}
     root = Path(repo) if repo is not None else (dvc_root() or Path.cwd())
     tags = run_tags(root, cfg.base.dataset, cfg.profile)
     with _run(cfg, "pipeline", None, tags, root / "params.yaml") as tracker:
         os.environ[PARENT_ENV] = tracker.run_id
-        os.environ["MLFLOW_TRACKING_URI"] = uri
+        os.environ["MLFLOW_TRACKING_URI"] = tracking_uri(cfg)
         try:
             yield tracker
         finally:
@@ -247,4 +340,36 @@ def _log_lock(tracker: Tracker, root: Path) -> None:
             tracker.set_tags({"dvc_lock_hash": digest})
         tracker.log_artifact(lock)
     except Exception as err:  # noqa: BLE001  (provenance never fails a run)
-        log.warning("cannot log %s: %s", lock, str(err).splitlines()[0] if str(err) else type(err).__name__)
+        log.warning("cannot log %s: %s", lock, one_line(err))
+
+
+def before_stage(tracker: Tracker | NullTracker) -> None:
+    """Before each stage of a pipeline: if the server of the parent run is gone, go on in the
+    local store, and let the next stages nest under the parent's local run."""
+    if isinstance(tracker, Tracker):
+        tracker.check_server()
+        os.environ[PARENT_ENV] = tracker.run_id
+
+
+def close_orphan_runs(cfg: Config, server_up: bool = True) -> int:
+    """Close the runs left RUNNING by dead processes of this machine (``ncsn.tracking.liveness``),
+    in the tracking store (when it answers) and in the local store (when it exists).
+
+    :return: how many runs were closed.
+    """
+    from mlflow import MlflowClient
+
+    uris = [tracking_uri(cfg)] if server_up else []
+    local = _default_uri(cfg)
+    if local not in uris and (Path(cfg.paths.mlflow) / "mlflow.db").is_file():
+        uris.append(local)
+    closed = 0
+    for uri in uris:
+        try:
+            client = MlflowClient(tracking_uri=uri)
+            experiment = client.get_experiment_by_name(cfg.tracking.experiment)
+            if experiment is not None:
+                closed += close_orphans(client, [experiment.experiment_id])
+        except Exception as err:  # noqa: BLE001 - housekeeping never stops a pipeline
+            log.warning("cannot close the orphaned runs in %s: %s", uri, one_line(err))
+    return closed
