@@ -168,6 +168,7 @@ class EvaluateConfig(_Section):
     select_steps_each: Count
     nn_grid: Count
     bootstrap_resamples: CountOrOff  # resamples of each 95 % interval of IS / FID / KID (0: none)
+    seed_sets: Count  # k > 1: also the FID of k disjoint seed sets of the samples, min and mean (EDM's way)
     bpd_images: CountOrOff  # test images whose bits/dim the probability-flow ODE measures (0: none)
     bpd_tolerance: Positive  # the ODE solver's rtol = atol
 

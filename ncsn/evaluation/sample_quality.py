@@ -57,7 +57,7 @@ def fidelity_cache(out_dir: Path, dist: DistInfo = DistInfo()) -> Iterator[Path]
 
 def sample_quality_metrics(samples: Tensor, train: Tensor, test: Tensor, extractor: Extractor, *,
                            device: torch.device, kid_subset_size: int, seed: int,
-                           cache_dir: Path, bootstrap_resamples: int = 0,
+                           cache_dir: Path, bootstrap_resamples: int = 0, seed_sets: int = 1,
                            dist: DistInfo = DistInfo()) -> dict[str, Any]:
     """The metrics of the samples and of real data (see the module docstring).
 
@@ -65,6 +65,8 @@ def sample_quality_metrics(samples: Tensor, train: Tensor, test: Tensor, extract
     :param train: / :param test: the prepared splits, the same kind as ``samples``.
     :param seed: seeds KID's subsets, the choice of the floor's training images and the bootstrap.
     :param bootstrap_resamples: resamples of each interval (0: no intervals).
+    :param seed_sets: k > 1 also gives the FID of k disjoint sets of the samples (sample i was drawn
+        from seed base + i, so these are k disjoint seed sets), their minimum and mean, as EDM reports.
     :param dist: the ranks that share the feature extraction (each with its own ``cache_dir``).
     """
     p = extractor.prefix
@@ -78,6 +80,8 @@ def sample_quality_metrics(samples: Tensor, train: Tensor, test: Tensor, extract
         metrics |= _intervals(samples, test, extractor, cache_dir, kid_subset_size=kid_subset_size, seed=seed,
                               resamples=bootstrap_resamples, device=device)
         metrics["bootstrap_resamples"] = bootstrap_resamples
+    if seed_sets > 1:
+        metrics |= _seed_set_fids(samples, test, extractor, seed_sets, common)
     if extractor.has_is:
         ref = fidelity_metrics(test, None, extractor, fid=False, kid=False, **common)
         metrics[f"reference_{p}is_test"] = ref[f"{p}is"]
@@ -105,3 +109,16 @@ def _intervals(samples: Tensor, test: Tensor, extractor: Extractor, cache_dir: P
     return bootstrap_intervals(features(samples), features(test), prefix=extractor.prefix,
                                fid_layer=cls.get_default_feature_layer_for_metric("fid"), isc_layer=isc_layer,
                                kid_subset_size=kid_subset_size, resamples=resamples, seed=seed)
+
+
+def _seed_set_fids(samples: Tensor, test: Tensor, extractor: Extractor, k: int,
+                   common: dict[str, Any]) -> dict[str, Any]:
+    """``{p}fid_seed_sets``: the FID of each of k disjoint, equal sets of the samples; their min and mean."""
+    p, size = extractor.prefix, len(samples) // k
+    if size < 2:
+        raise EvaluationError(f"evaluate.seed_sets = {k} leaves {size} of {len(samples)} samples per set;"
+                              " lower it or draw more samples (sample.n_samples)")
+    fids = [fidelity_metrics(samples[i * size:(i + 1) * size], test, extractor, isc=False, kid=False,
+                             **common)[f"{p}fid"] for i in range(k)]
+    return {f"{p}fid_seed_sets": fids, f"{p}fid_seed_sets_min": min(fids),
+            f"{p}fid_seed_sets_mean": sum(fids) / k, "seed_set_samples": size}

@@ -92,7 +92,8 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
     with fidelity_cache(out_dir, dist) as cache_dir:
         metrics = sample_quality_metrics(samples, train.data, test.data, extractor, device=device, seed=cfg.base.seed,
                                          kid_subset_size=cfg.evaluate.kid_subset_size, cache_dir=cache_dir,
-                                         bootstrap_resamples=cfg.evaluate.bootstrap_resamples, dist=dist)
+                                         bootstrap_resamples=cfg.evaluate.bootstrap_resamples,
+                                         seed_sets=cfg.evaluate.seed_sets, dist=dist)
         scores = score_snapshots(snapshots, test.data, test.data[:cfg.train.val_size], extractor, cfg, select_spec,
                                  device=device, cache_dir=cache_dir, on_score=log_score, dist=dist)
     if not dist.is_main:

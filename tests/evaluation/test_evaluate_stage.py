@@ -61,6 +61,9 @@ def test_classifier_and_evaluate_stages(tmp_path: Path, monkeypatch: pytest.Monk
         low, high = metrics[f"{key}_ci95"]
         assert low < high, key
     assert metrics["bootstrap_resamples"] == cfg.evaluate.bootstrap_resamples > 0
+    sets = metrics["classifier_fid_seed_sets"]  # EDM's way: disjoint seed sets, their min and mean
+    assert len(sets) == cfg.evaluate.seed_sets == 2 and metrics["seed_set_samples"] == cfg.sample.n_samples // 2
+    assert metrics["classifier_fid_seed_sets_min"] == min(sets) and all(math.isfinite(f) for f in sets)
     # bits/dim of a barely trained model: finite, worse than the uniform density's 8
     assert metrics["bpd_images"] == cfg.evaluate.bpd_images > 0 and 8.0 < metrics["bits_per_dim"] < 20.0
     assert 0.0 < metrics["bits_per_dim_se"] < 1.0
