@@ -29,7 +29,7 @@ machine whose speed drifts slows them all alike; the table gives each one's medi
 ratio to the first. ``--fused-vs-unfused`` does the same for the U-Net with and without its fused
 GroupNorm + FiLM + SiLU (``UNet.fused_norm``, ``ncsn.models.group_norm``; the same weights),
 with steps/s, img/s, GFLOP/s and the fraction of peak of each, the ratio of the medians and the
-median of the per-round ratios; ``--no-fused`` times the plain ops alone. The default peak is an estimate: threads (at most the CPUs
+median of the per-round ratios; ``--fused`` / ``--no-fused`` time one of them alone. The default peak is an estimate: threads (at most the CPUs
 available) × clock × float32 FLOP per cycle per core (32 for AVX2 or AMD's AVX-512, two
 8-wide FMA units; 64 for Intel's AVX-512; 16 without AVX2); ``--peak-gflops`` replaces it.
 On a machine shared with other processes the figures can be off by a factor of 2-3.
@@ -117,7 +117,7 @@ def noise_levels(cfg: Config) -> tuple[torch.Tensor, str]:
 class TrainStep:
     """One training step of ``ncsn.stages.train`` on a fixed in-memory batch."""
 
-    def __init__(self, cfg: Config, batch: int, channels_last: bool, compile: bool, fused: bool = True) -> None:
+    def __init__(self, cfg: Config, batch: int, channels_last: bool, compile: bool, fused: bool | None = None) -> None:
         tc = cfg.train
         self.cfg, self.channels_last = cfg, channels_last
         channels, size = image_shape(cfg)
@@ -127,7 +127,7 @@ class TrainStep:
                                  sigmas=self.sigmas)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        if hasattr(self.model, "fused_norm"):
+        if fused is not None and hasattr(self.model, "fused_norm"):
             self.model.fused_norm = fused
         self.net = torch.compile(self.model) if compile else self.model
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc.lr, betas=(tc.beta1, 0.999),
@@ -184,8 +184,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="torch.compile the network (default: the profile's train.compile)")
     parser.add_argument("--variant", action="append", default=[], metavar="'KEY=VALUE ...'",
                         help="another network to time against the profile, steps interleaved (repeatable)")
-    parser.add_argument("--fused", action=argparse.BooleanOptionalAction, default=True,
-                        help="the U-Net's fused GroupNorm + FiLM + SiLU (UNet.fused_norm; default: on)")
+    parser.add_argument("--fused", action=argparse.BooleanOptionalAction, default=None,
+                        help="the U-Net's fused GroupNorm + FiLM + SiLU (UNet.fused_norm; default: the network's)")
     parser.add_argument("--fused-vs-unfused", action="store_true",
                         help="time the network with and without the fused op, steps interleaved")
     parser.add_argument("--peak-gflops", type=float, default=None,

@@ -45,7 +45,7 @@ class LevelResBlock(nn.Module):
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
         self.skip = nn.Identity() if in_ch == out_ch else nn.Conv2d(in_ch, out_ch, 1)
 
-    def forward(self, x: Tensor, e: Tensor, *, fused: bool = True) -> Tensor:
+    def forward(self, x: Tensor, e: Tensor, *, fused: bool = False) -> Tensor:
         h = self.conv1(group_norm_silu(self.norm1, x, fused=fused))
         scale, shift = self.film(e).chunk(2, dim=1)  # [B, C_out] each
         h = self.conv2(group_norm_silu(self.norm2, h, scale, shift, fused=fused))
@@ -91,20 +91,23 @@ class UNet(nn.Module):
     * Layout: weights and activations are channels-last (``channels_last=True``),
       which makes the convolutions faster on CPUs and GPUs for the same numbers;
       inputs and outputs are ordinary NCHW tensors either way.
-    * ``fused_norm`` (on by default; an attribute, so ``net.fused_norm = False`` switches it
-      off, and not part of the state dict): on a CPU in float32, every GroupNorm (+ FiLM) + SiLU
+    * ``fused_norm`` (an attribute, so ``net.fused_norm = True`` switches it on for a built
+      network; not part of the state dict): on a CPU in float32, every GroupNorm (+ FiLM) + SiLU
       is one op with its backward written out (``ncsn.models.group_norm``), in training and in
       eval alike. These memory-bound passes are about a quarter of the CPU training step, and
-      the library's channels-last GroupNorm is the slowest of them. The results equal the
-      plain ops' within float32 rounding (≈ 10⁻⁶ relative), not bit for bit; on a GPU, under bf16
-      autocast and under ``torch.compile`` the plain ops run whatever the attribute says.
+      the library's channels-last GroupNorm is the slowest of them (the cpu-profile step:
+      about 1.13× the throughput, bench/bench_cpu_profile.py --fused-vs-unfused). The results
+      equal the plain ops' within float32 rounding (≈ 10⁻⁶ relative), not bit for bit, so it is
+      off by default: on, the smoke run's weights stop matching tests/golden (its metrics and
+      samples do not move). On a GPU, under bf16 autocast and under ``torch.compile`` the plain
+      ops run whatever the attribute says.
 
     Works for 1 or 3 channels and any size divisible by 2^(len(mults) − 1).
     """
 
     def __init__(self, channels: int, image_size: int, ngf: int, num_levels: int, *, sigmas: Tensor,
                  mults: tuple[float, ...] = (0.5, 1.0, 2.0), channels_last: bool = True,
-                 precond: str = "ncsnv2", attention: bool = False, fused_norm: bool = True) -> None:
+                 precond: str = "ncsnv2", attention: bool = False, fused_norm: bool = False) -> None:
         super().__init__()
         if precond not in PRECONDS:
             raise ValueError(f"precond must be one of {', '.join(repr(p) for p in PRECONDS)}, got {precond!r}")

@@ -69,7 +69,7 @@ def test_refinenet_forward_and_training_step_match_the_cpu(channels: int, size: 
 def test_unet_training_step_matches_the_cpu_fused_one() -> None:
     """The U-Net on the GPU (plain GroupNorm and SiLU there) against the CPU's fused GroupNorm + FiLM + SiLU."""
     torch.manual_seed(0)
-    cpu_net = UNet(1, 28, 16, 10, sigmas=SIGMAS)
+    cpu_net = UNet(1, 28, 16, 10, sigmas=SIGMAS, fused_norm=True)
     gpu_net = UNet(1, 28, 16, 10, sigmas=SIGMAS).to(DEVICE)
     gpu_net.load_state_dict(cpu_net.state_dict())
     with torch.no_grad():
