@@ -8,6 +8,8 @@ Usage::
     python bench/bench_cpu_profile.py -S model.ngf=48         # any Hydra override of the profile
     python bench/bench_cpu_profile.py --variant "model.mults=[0.25,1,3] model.attention=true" \
         --variant "model.mults=[0.5,1,3]"                    # step-time ratios, steps interleaved
+    python bench/bench_cpu_profile.py --fused-vs-unfused --steps 30  # the fused GroupNorm+FiLM+SiLU against
+                                                                     # the plain ops, steps interleaved
 
 The network is the one ``ncsn.models.build_model`` builds from the composed profile
 (``compose_params(["profile=cpu", *overrides])``), for the dataset's image shape. A timed
@@ -24,7 +26,10 @@ are medians over ``--steps`` steps after ``--warmup`` steps (the first one, whic
 compilation, is shown apart). With ``--variant`` (space-separated overrides on top of the
 profile and ``-S``; repeatable) each network takes one step in turn, round after round, so that a
 machine whose speed drifts slows them all alike; the table gives each one's median and its
-ratio to the first. The default peak is an estimate: threads (at most the CPUs
+ratio to the first. ``--fused-vs-unfused`` does the same for the U-Net with and without its fused
+GroupNorm + FiLM + SiLU (``UNet.fused_norm``, ``ncsn.models.group_norm``; the same weights),
+with steps/s, img/s, GFLOP/s and the fraction of peak of each, the ratio of the medians and the
+median of the per-round ratios; ``--fused`` / ``--no-fused`` time one of them alone. The default peak is an estimate: threads (at most the CPUs
 available) × clock × float32 FLOP per cycle per core (32 for AVX2 or AMD's AVX-512, two
 8-wide FMA units; 64 for Intel's AVX-512; 16 without AVX2); ``--peak-gflops`` replaces it.
 On a machine shared with other processes the figures can be off by a factor of 2-3.
@@ -112,7 +117,7 @@ def noise_levels(cfg: Config) -> tuple[torch.Tensor, str]:
 class TrainStep:
     """One training step of ``ncsn.stages.train`` on a fixed in-memory batch."""
 
-    def __init__(self, cfg: Config, batch: int, channels_last: bool, compile: bool) -> None:
+    def __init__(self, cfg: Config, batch: int, channels_last: bool, compile: bool, fused: bool | None = None) -> None:
         tc = cfg.train
         self.cfg, self.channels_last = cfg, channels_last
         channels, size = image_shape(cfg)
@@ -122,6 +127,8 @@ class TrainStep:
                                  sigmas=self.sigmas)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        if fused is not None and hasattr(self.model, "fused_norm"):
+            self.model.fused_norm = fused
         self.net = torch.compile(self.model) if compile else self.model
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc.lr, betas=(tc.beta1, 0.999),
                                           weight_decay=tc.weight_decay)
@@ -177,6 +184,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="torch.compile the network (default: the profile's train.compile)")
     parser.add_argument("--variant", action="append", default=[], metavar="'KEY=VALUE ...'",
                         help="another network to time against the profile, steps interleaved (repeatable)")
+    parser.add_argument("--fused", action=argparse.BooleanOptionalAction, default=None,
+                        help="the U-Net's fused GroupNorm + FiLM + SiLU (UNet.fused_norm; default: the network's)")
+    parser.add_argument("--fused-vs-unfused", action="store_true",
+                        help="time the network with and without the fused op, steps interleaved")
     parser.add_argument("--peak-gflops", type=float, default=None,
                         help="the CPU's float32 peak GFLOP/s (default: estimated, see the docstring)")
     args = parser.parse_args(argv)
@@ -199,7 +210,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.variant:
         compare(args, batch, channels_last, compile)
         return
-    step = TrainStep(cfg, batch, channels_last, compile)
+    if args.fused_vs_unfused:
+        fused_vs_unfused(args, cfg, batch, channels_last, compile, peak)
+        return
+    step = TrainStep(cfg, batch, channels_last, compile, args.fused)
     channels, size = image_shape(cfg)
     flops = step.flops_per_image()
     overrides = "".join(f" -S {o}" for o in args.set)
@@ -248,6 +262,39 @@ def compare(args: argparse.Namespace, batch: int, channels_last: bool, compile: 
               f"{median / base:>6.2f}")
     print(f"(batch {batch}, {torch.get_num_threads()} threads; medians of {args.steps} rounds, one step of each"
           f" network per round, after {args.warmup} warm-up rounds)")
+
+
+def fused_vs_unfused(args: argparse.Namespace, cfg: Config, batch: int, channels_last: bool, compile: bool,
+                     peak: float | None) -> None:
+    """One step with the plain ops, one with the fused op, round after round: the table of both and their ratio."""
+    steps = {"unfused": TrainStep(cfg, batch, channels_last, compile, fused=False),
+             "fused": TrainStep(cfg, batch, channels_last, compile, fused=True)}
+    if not hasattr(steps["fused"].model, "fused_norm"):
+        raise SystemExit(f"model.arch {cfg.model.arch} has no fused GroupNorm (UNet.fused_norm)")
+    flops = steps["unfused"].flops_per_image()  # the same convolutions and products either way
+    for _ in range(max(1, args.warmup)):
+        for step in steps.values():
+            step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(args.steps):
+        for name, step in steps.items():
+            times[name].append(step())
+    header = (f"{'network':<8} {'s/step':>7} {'steps/s':>7} {'img/s':>7} {'MFLOP/img':>9} {'GFLOP/s':>8} "
+              f"{'of peak':>7} {'range s':>13}")
+    print(f"network: profile {args.profile}, {cfg.model.arch} ngf {cfg.model.ngf}, batch {batch}, "
+          f"{torch.get_num_threads()} threads, channels-last {channels_last}, compile {compile}")
+    print(header)
+    print("-" * len(header))
+    for name, ts in times.items():
+        median = statistics.median(ts)
+        gflops = flops * batch / median / 1e9
+        of_peak = f"{gflops / peak:.1%}" if peak else "?"
+        print(f"{name:<8} {median:>7.3f} {1 / median:>7.2f} {batch / median:>7.1f} {flops / 1e6:>9.1f} {gflops:>8.1f} "
+              f"{of_peak:>7} {min(ts):>6.3f}-{max(ts):.3f}")
+    ratio = statistics.median(times["unfused"]) / statistics.median(times["fused"])
+    paired = statistics.median(u / f for u, f in zip(times["unfused"], times["fused"]))
+    print(f"fused / unfused throughput: {ratio:.2f}x (ratio of medians), {paired:.2f}x (median of the {args.steps} "
+          f"per-round ratios); one step of each per round after {args.warmup} warm-up rounds")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@
 #
 # Parts (each under its own time limit, all under one 8-minute deadline):
 #   a. cuda-tests  the CUDA tests (tests/models/test_cuda.py: fused CondIN++, RefineNet forward and
-#                  training step, Algorithm 1 and its seeds, on the GPU against the CPU)
+#                  training step, the U-Net's training step (plain GroupNorm + SiLU on the GPU, fused on
+#                  the CPU), Algorithm 1 and its seeds, on the GPU against the CPU)
 #   b. bench       bench/bench_networks.py on cuda, CIFAR network, bf16 + torch.compile: the
 #                  fraction of peak (PEAK_TFLOPS, else taken from the GPU's name)
 #   c. paper       the `paper` profile (RefineNet ngf 128) for 300 steps on CIFAR-shaped data

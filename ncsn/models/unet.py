@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from ncsn.core.precond import PRECONDS, precondition
 from ncsn.models.attention import SelfAttention
 from ncsn.models.embedding import SigmaEmbedding
+from ncsn.models.group_norm import group_norm_silu
 
 
 def _groups(channels: int) -> int:
@@ -29,6 +30,9 @@ class LevelResBlock(nn.Module):
     conditional instance normalisation) and ``skip`` is a 1×1 conv when the
     width changes.
 
+    ``fused``: each GroupNorm (+ FiLM) + SiLU is one op with its backward written out
+    (``ncsn.models.group_norm``), the same function within float32 rounding.
+
     x [B, C_in, H, W], e [B, E] → [B, C_out, H, W].
     """
 
@@ -40,12 +44,11 @@ class LevelResBlock(nn.Module):
         self.norm2 = nn.GroupNorm(_groups(out_ch), out_ch, affine=False)
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
         self.skip = nn.Identity() if in_ch == out_ch else nn.Conv2d(in_ch, out_ch, 1)
-        self.act = nn.SiLU()
 
-    def forward(self, x: Tensor, e: Tensor) -> Tensor:
-        h = self.conv1(self.act(self.norm1(x)))
-        scale, shift = self.film(e)[:, :, None, None].chunk(2, dim=1)
-        h = self.conv2(self.act(torch.addcmul(shift, self.norm2(h), 1 + scale)))
+    def forward(self, x: Tensor, e: Tensor, *, fused: bool = False) -> Tensor:
+        h = self.conv1(group_norm_silu(self.norm1, x, fused=fused))
+        scale, shift = self.film(e).chunk(2, dim=1)  # [B, C_out] each
+        h = self.conv2(group_norm_silu(self.norm2, h, scale, shift, fused=fused))
         return self.skip(x) + h
 
 
@@ -88,13 +91,23 @@ class UNet(nn.Module):
     * Layout: weights and activations are channels-last (``channels_last=True``),
       which makes the convolutions faster on CPUs and GPUs for the same numbers;
       inputs and outputs are ordinary NCHW tensors either way.
+    * ``fused_norm`` (an attribute, so ``net.fused_norm = True`` switches it on for a built
+      network; not part of the state dict): on a CPU in float32, every GroupNorm (+ FiLM) + SiLU
+      is one op with its backward written out (``ncsn.models.group_norm``), in training and in
+      eval alike. These memory-bound passes are about a quarter of the CPU training step, and
+      the library's channels-last GroupNorm is the slowest of them (the cpu-profile step:
+      about 1.13× the throughput, bench/bench_cpu_profile.py --fused-vs-unfused). The results
+      equal the plain ops' within float32 rounding (≈ 10⁻⁶ relative), not bit for bit, so it is
+      off by default: on, the smoke run's weights stop matching tests/golden (its metrics and
+      samples do not move). On a GPU, under bf16 autocast and under ``torch.compile`` the plain
+      ops run whatever the attribute says.
 
     Works for 1 or 3 channels and any size divisible by 2^(len(mults) − 1).
     """
 
     def __init__(self, channels: int, image_size: int, ngf: int, num_levels: int, *, sigmas: Tensor,
                  mults: tuple[float, ...] = (0.5, 1.0, 2.0), channels_last: bool = True,
-                 precond: str = "ncsnv2", attention: bool = False) -> None:
+                 precond: str = "ncsnv2", attention: bool = False, fused_norm: bool = False) -> None:
         super().__init__()
         if precond not in PRECONDS:
             raise ValueError(f"precond must be one of {', '.join(repr(p) for p in PRECONDS)}, got {precond!r}")
@@ -116,12 +129,12 @@ class UNet(nn.Module):
         self.up = nn.ModuleList([nn.ConvTranspose2d(b, a, 2, stride=2) for a, b in zip(widths, widths[1:])])
         self.dec = nn.ModuleList([LevelResBlock(w, w, emb_dim) for w in widths[:-1]])
         self.norm_out = nn.GroupNorm(_groups(widths[0]), widths[0])
-        self.act = nn.SiLU()
         self.conv_out = nn.Conv2d(widths[0], channels, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
         self.attn = SelfAttention(widths[-1], _groups(widths[-1])) if attention else None
         self.channels_last = channels_last
+        self.fused_norm = fused_norm
         if channels_last:
             self.to(memory_format=torch.channels_last)
 
@@ -148,15 +161,16 @@ class UNet(nn.Module):
             h = h.contiguous(memory_format=torch.channels_last)
         h = self.conv_in(h)
         skips = []
+        fused = self.fused_norm
         for k, block in enumerate(self.enc):
-            h = block(h, e)
+            h = block(h, e, fused=fused)
             if k < len(self.down):
                 skips.append(h)
                 h = self.down[k](h)
-        h = self.mid(h, e)
+        h = self.mid(h, e, fused=fused)
         if self.attn is not None:
             h = self.attn(h)
         for k in reversed(range(len(self.dec))):
-            h = self.dec[k](self.up[k](h) + skips.pop(), e)
-        h = self.conv_out(self.act(self.norm_out(h))).contiguous()
+            h = self.dec[k](self.up[k](h) + skips.pop(), e, fused=fused)
+        h = self.conv_out(group_norm_silu(self.norm_out, h, fused=fused)).contiguous()
         return precondition(self.precond, x, sigma[:, None, None, None], h)

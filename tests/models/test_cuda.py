@@ -14,6 +14,7 @@ import torch
 from ncsn.core.losses.dsm import dsm_loss
 from ncsn.models.normalization import instance_norm_plus
 from ncsn.models.refinenet import NCSN
+from ncsn.models.unet import UNet
 from ncsn.core.sampling import annealed_langevin
 
 DEVICE = torch.device(os.environ.get("NCSN_TEST_DEVICE", "cuda"))
@@ -62,6 +63,31 @@ def test_refinenet_forward_and_training_step_match_the_cpu(channels: int, size: 
     _close(losses[1], losses[0], 1e-4)
     for (name, p_cpu), p_gpu in zip(cpu_net.named_parameters(), gpu_net.parameters()):
         if p_cpu.grad is not None and p_cpu.grad.abs().max() > 0:
+            _close(p_gpu.grad, p_cpu.grad, 1e-3)
+
+
+def test_unet_training_step_matches_the_cpu_fused_one() -> None:
+    """The U-Net on the GPU (plain GroupNorm and SiLU there) against the CPU's fused GroupNorm + FiLM + SiLU."""
+    torch.manual_seed(0)
+    cpu_net = UNet(1, 28, 16, 10, sigmas=SIGMAS, fused_norm=True)
+    gpu_net = UNet(1, 28, 16, 10, sigmas=SIGMAS).to(DEVICE)
+    gpu_net.load_state_dict(cpu_net.state_dict())
+    with torch.no_grad():
+        for p_cpu, p_gpu in zip(cpu_net.parameters(), gpu_net.parameters()):
+            p_cpu.add_(0.05 * torch.randn(p_cpu.shape, generator=torch.Generator().manual_seed(p_cpu.numel())))
+            p_gpu.copy_(p_cpu)
+    x = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    levels = torch.arange(8) % 10
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(2))
+    with torch.backends.cudnn.flags(enabled=True, deterministic=True, allow_tf32=False):
+        losses = []
+        for net, device in ((cpu_net, torch.device("cpu")), (gpu_net, DEVICE)):
+            loss = dsm_loss(net, x.to(device), SIGMAS.to(device), levels=levels.to(device), noise=noise.to(device))
+            loss.mean().backward()
+            losses.append(loss)
+    _close(losses[1], losses[0], 1e-4)
+    for p_cpu, p_gpu in zip(cpu_net.parameters(), gpu_net.parameters()):
+        if p_cpu.grad.abs().max() > 0:
             _close(p_gpu.grad, p_cpu.grad, 1e-3)
 
 
