@@ -42,12 +42,16 @@ import time
 from pathlib import Path
 
 import torch
+from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ncsn.data import load_split  # noqa: E402
-from ncsn.evaluation.extractor import CLASSIFIER_NAME, Extractor  # noqa: E402
+from ncsn.evaluation.bootstrap import bootstrap_intervals  # noqa: E402
+from ncsn.evaluation.distributed_features import extract_features  # noqa: E402
+from ncsn.evaluation.extractor import CLASSIFIER_NAME, Extractor, ensure_registered  # noqa: E402
 from ncsn.evaluation.fidelity import fidelity_metrics  # noqa: E402
+from ncsn.stages.distributed import DistInfo  # noqa: E402
 from ncsn.storage.score_model import initial_state, load_score_model, to_uint8  # noqa: E402
 from ncsn.config import SampleConfig  # noqa: E402
 from ncsn.core.sampling import (ODE_SAMPLERS, annealed_langevin_progressive, corrector_steps,  # noqa: E402
@@ -119,6 +123,7 @@ def main() -> None:
     parser.add_argument("--s-tmax", type=float, default=25.0, help="heun churn: S_tmax (EDM's 50, halved)")
     parser.add_argument("--s-noise", type=float, default=1.003, help="heun churn: S_noise")
     parser.add_argument("--csv", default=None)
+    parser.add_argument("--resamples", type=int, default=200, help="bootstrap resamples of each FID interval")
     parser.add_argument("--use-ema", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast of the network (sample.bf16)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network (sample.compile)")
@@ -135,10 +140,18 @@ def main() -> None:
     def fid(images: torch.Tensor) -> float:
         return fidelity_metrics(images, test, extractor, isc=False, kid=False, seed=args.seed)["classifier_fid"]
 
-    def scores(images: torch.Tensor) -> tuple[float, float, float, float]:
-        """classifier-FID, classifier-IS, precision and recall of ``images``."""
+    ensure_registered()
+    fid_layer = FEATURE_EXTRACTORS_REGISTRY[CLASSIFIER_NAME].get_default_feature_layer_for_metric("fid")
+    test_features = extract_features(test, extractor, batch_size=500, device=torch.device("cpu"), dist=DistInfo())
+
+    def scores(images: torch.Tensor) -> tuple[float, str, float, float, float]:
+        """classifier-FID, its 95 % bootstrap interval, classifier-IS, precision and recall of ``images``."""
         m = fidelity_metrics(images, test, extractor, isc=True, kid=False, prc=True, seed=args.seed)
-        return (m["classifier_fid"], m["classifier_is"], m["classifier_precision"], m["classifier_recall"])
+        features = extract_features(images, extractor, batch_size=500, device=torch.device("cpu"), dist=DistInfo())
+        low, high = bootstrap_intervals(features, test_features, prefix="", fid_layer=fid_layer, isc_layer=None,
+                                        kid_subset_size=0, resamples=args.resamples, seed=args.seed)["fid_ci95"]
+        return (m["classifier_fid"], f"[{low:.2f}, {high:.2f}]", m["classifier_is"], m["classifier_precision"],
+                m["classifier_recall"])
 
     train = load_split(args.prepare, "train").data
     floor_idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(args.seed))[:args.n]
@@ -147,8 +160,8 @@ def main() -> None:
           f" {args.seed}..{args.seed + args.n - 1}; classifier-FID against {len(test)} held-out images;"
           f" network in {'bf16 autocast' if args.bf16 else 'float32'}{', compiled' if args.compile else ''}")
     print(f"reference: {args.n} training images vs held-out: classifier-FID {fid(train[floor_idx]):.3f}", flush=True)
-    header = (f"{'sampler':<48} {'evals':>6} {'classifier-FID':>15} {'IS':>6} {'precision':>9} {'recall':>6}"
-              f" {'seconds':>8}")
+    header = (f"{'sampler':<48} {'evals':>6} {'classifier-FID':>15} {'95 % interval':>15} {'IS':>6} {'precision':>9}"
+              f" {'recall':>6} {'seconds':>8}")
     print(header)
     print("-" * len(header))
     rows = []
@@ -164,10 +177,10 @@ def main() -> None:
                                 for i in range(0, len(seeds), args.batch)])
             seconds = time.perf_counter() - start
             name = f"{kind} N={steps}" + (f" churn={churn:g}" if churn else "")
-            value, inception, precision, recall = scores(images)
-            rows.append([name, spec.evaluations_per_sample, value, inception, precision, recall, seconds])
-            print(f"{name:<48} {spec.evaluations_per_sample:>6} {value:>15.3f} {inception:>6.2f} {precision:>9.3f}"
-                  f" {recall:>6.3f} {seconds:>8.0f}", flush=True)
+            value, interval, inception, precision, recall = scores(images)
+            rows.append([name, spec.evaluations_per_sample, value, interval, inception, precision, recall, seconds])
+            print(f"{name:<48} {spec.evaluations_per_sample:>6} {value:>15.3f} {interval:>15} {inception:>6.2f}"
+                  f" {precision:>9.3f} {recall:>6.3f} {seconds:>8.0f}", flush=True)
             continue
         band = eps if kind == "pc" else None
         eps = None if kind == "pc" else eps
@@ -186,17 +199,17 @@ def main() -> None:
                 if band is not None:
                     name += f" at sigma {band[0]:g}-{band[1]:g}"
                 evals = L + sum(corrector_steps(sigmas, steps, band))  # a predictor step per level + correctors
-            value, inception, precision, recall = scores(images)
-            rows.append([name, evals, value, inception, precision, recall, seconds])
-            print(f"{name:<48} {evals:>6} {value:>15.3f} {inception:>6.2f} {precision:>9.3f} {recall:>6.3f}"
-                  f" {seconds:>8.0f}", flush=True)
+            value, interval, inception, precision, recall = scores(images)
+            rows.append([name, evals, value, interval, inception, precision, recall, seconds])
+            print(f"{name:<48} {evals:>6} {value:>15.3f} {interval:>15} {inception:>6.2f} {precision:>9.3f}"
+                  f" {recall:>6.3f} {seconds:>8.0f}", flush=True)
     if args.csv:
         with open(args.csv, "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["sampler", "evaluations", "classifier_fid", "classifier_is", "precision", "recall", "seconds",
-                             "n_samples"])
+            writer.writerow(["sampler", "evaluations", "classifier_fid", "classifier_fid_ci95", "classifier_is",
+                             "precision", "recall", "seconds", "n_samples"])
             writer.writerows([*row, args.n] for row in rows)
-    best = rows[0][2] if rows else math.nan
+    best = rows[0][2] if rows else math.nan  # rows: name, evaluations, FID, its interval, IS, P, R, seconds
     cheap = [r for r in rows if r[2] <= best and r[1] < rows[0][1]]
     if cheap:
         r = min(cheap, key=lambda r: r[1])

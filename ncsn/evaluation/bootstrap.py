@@ -61,7 +61,7 @@ def bootstrap_intervals(generated: dict[str, Tensor], real: dict[str, Tensor], *
 
     :param generated: / :param real: ``{layer: [N or M, F] features}`` of the samples and of the real set.
     :param isc_layer: the layer of class logits (None: no IS).
-    :param kid_subset_size: KID's subset size (at most the smaller set's size).
+    :param kid_subset_size: KID's subset size (at most the smaller set's size; below 2: no KID interval).
     :param seed: the resampling's seed (numpy's PCG64).
     """
     rng = np.random.default_rng(seed)
