@@ -1,4 +1,4 @@
-"""ncsn.stages.runner: stage order from DVC, params overrides, one `dvc repro` per stage, `ncsn pipeline`."""
+"""`ncsn pipeline` (ncsn.stages.runner) and its pieces: stage order (graph), overrides, one `dvc repro` per stage."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from tests.dvc_repo import make_dvc_repo
 from tests.helpers import REPO
 from ncsn.stages import runner as pipeline
 from ncsn.config import ConfigError
-from ncsn.stages.runner import StageFailed, apply_overrides, repro_stage, stage_graph, stage_order
+from ncsn.stages.graph import stage_graph, stage_order
+from ncsn.stages.overrides import apply_overrides
+from ncsn.stages.repro import StageFailed, repro_stage
 
 
 @pytest.fixture(autouse=True)

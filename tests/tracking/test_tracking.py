@@ -17,7 +17,10 @@ from ncsn.config import Config, config_from_dict
 from ncsn.core.sigmas import geometric_sigmas
 from ncsn.figures.sigma_schedule import write_sigma_schedule
 from ncsn.tracking.sigma_logging import SIGMAS_PARAM_LENGTH, log_sigma_schedule
-from ncsn.tracking.runs import PARENT_ENV, NullTracker, pipeline_run, stage_run, tracking_uri
+from ncsn.tracking.parent_run import pipeline_run
+from ncsn.tracking.runs import PARENT_ENV, stage_run
+from ncsn.tracking.store import tracking_uri
+from ncsn.tracking.trackers import NullTracker
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402
