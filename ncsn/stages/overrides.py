@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 import yaml
 
 from ncsn.config import ConfigError, load_config
+from ncsn.config.loading import read_params
 
 if TYPE_CHECKING:
     from ncsn.config import Config
@@ -34,8 +35,8 @@ def apply_overrides(repo: Path, overrides: Sequence[str]) -> Config:
     effective value of every key. The file is rewritten only when a value changes.
 
     :returns: the validated configuration.
-    :raises ConfigError: for a bad override or a bad resulting value; params.yaml is then
-        restored byte for byte.
+    :raises ConfigError: for a ``params.yaml`` that is not valid YAML (before anything is written),
+        a bad override or a bad resulting value; params.yaml is then restored byte for byte.
     """
     from dvc.utils.cli_parse import to_path_overrides
 
@@ -47,9 +48,11 @@ def apply_overrides(repo: Path, overrides: Sequence[str]) -> Config:
         raise ConfigError(f"{PARAMS}: overrides may only target {PARAMS}, not {', '.join(others)}.")
     path = repo / PARAMS
     original = path.read_bytes() if path.is_file() else None
+    # A file the user broke by hand is theirs to fix: say where, and leave it as it is.
+    old_values = read_params(path) if original is not None else None
     try:
         write_params(path, by_file[PARAMS], conf_dir(repo))
-        if original is not None and yaml.safe_load(path.read_bytes()) == yaml.safe_load(original):
+        if original is not None and yaml.safe_load(path.read_bytes()) == old_values:
             path.write_bytes(original)  # same values: keep the file as it was
         return load_config(path)
     except BaseException:
