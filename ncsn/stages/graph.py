@@ -2,12 +2,15 @@
 
 * ``stage_graph`` / ``stage_order`` -- each stage with its upstream stages, in a topological
   order, from DVC's own index (the Prefect flow runs independent stages at the same time);
+  ``stage_order(repo, target)`` keeps a target stage and the stages it depends on;
 * ``stage_outputs`` -- each stage's outs, metrics and plots.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+from ncsn.config import ConfigError
 
 
 def find_repo(start: Path | None = None) -> Path:
@@ -56,9 +59,24 @@ def stage_graph(repo: Path) -> dict[str, list[str]]:
             for s in ordered if s in position}
 
 
-def stage_order(repo: Path) -> list[str]:
-    """The pipeline's stages in an order where every stage follows the stages it depends on."""
-    return list(stage_graph(repo))
+def stage_order(repo: Path, target: str | None = None) -> list[str]:
+    """The pipeline's stages in an order where every stage follows the stages it depends on; with
+    ``target``, only that stage and the stages it depends on (as ``dvc repro TARGET`` runs them).
+
+    :raises ConfigError: when ``target`` is no stage of the pipeline.
+    """
+    graph = stage_graph(repo)
+    if target is None:
+        return list(graph)
+    if target not in graph:
+        raise ConfigError(f"no stage {target!r} in dvc.yaml; the stages: {', '.join(graph)}.")
+    needed, todo = set(), [target]
+    while todo:
+        stage = todo.pop()
+        if stage not in needed:
+            needed.add(stage)
+            todo.extend(graph[stage])
+    return [stage for stage in graph if stage in needed]
 
 
 def stage_outputs(repo: Path) -> dict[str, list[str]]:

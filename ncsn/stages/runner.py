@@ -45,6 +45,9 @@ def parent_run(cfg: Config, repo: Path) -> contextlib.AbstractContextManager:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``ncsn pipeline``."""
+    parser.add_argument("target", nargs="?", metavar="STAGE",
+                        help="run only this stage and the stages it depends on, as `dvc repro STAGE`"
+                             " (default: every stage)")
     parser.add_argument("-S", "--set-param", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE",
                         help="override a value in params.yaml, as `dvc exp run -S` (repeatable), "
@@ -60,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the whole pipeline. Exit code 0: done, 1: a stage failed, 2: a user error."""
+    """Run the pipeline (up to ``args.target``). Exit code 0: done, 1: a stage failed, 2: a user error."""
     from dvc.exceptions import DvcException
 
     from ncsn.stages.repo_lock import PipelineBusy, pipeline_lock
@@ -70,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         with pipeline_lock(repo, wait=not args.no_wait, say=lambda line: print(line, flush=True)):
             with params_restored(repo, restore=args.restore_params):
                 cfg = apply_overrides(repo, args.overrides)
-                stages = stage_order(repo)
+                stages = stage_order(repo, args.target)
                 print(f"ncsn pipeline: stages {' -> '.join(stages)} (profile {cfg.profile})", flush=True)
                 if (refused := _tracking_refused(cfg, repo, args.require_tracking)) is not None:
                     print(refused, file=sys.stderr)
@@ -83,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
                 print(metrics_report(repo), end="")
                 print("Outputs:")
                 for stage, outs in stage_outputs(repo).items():
-                    print(f"  {stage}: {', '.join(outs)}")
+                    if stage in stages:
+                        print(f"  {stage}: {', '.join(outs)}")
                 print(f"ncsn pipeline: done; {_tracking_summary(cfg, repo)}", flush=True)
     except PipelineBusy as err:
         print(f"ncsn pipeline: {err}", file=sys.stderr)
@@ -136,7 +140,7 @@ def _tracking_summary(cfg: Config, repo: Path) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``ncsn pipeline [-S KEY=VALUE ...] [--restore-params]``."""
+    """``ncsn pipeline [STAGE] [-S KEY=VALUE ...] [--restore-params]``."""
     parser = argparse.ArgumentParser(prog="ncsn pipeline", description=__doc__.splitlines()[0])
     add_arguments(parser)
     return run(parser.parse_args(argv))
