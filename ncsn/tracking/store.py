@@ -8,6 +8,8 @@ environment wins, for a real tracking server. Browse the embedded store, on this
 
     mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///outputs/mlflow/mlflow.db
 
+Every store's experiment is tagged so that the UI opens it on its runs list (:data:`EXPERIMENT_TAGS`).
+
 A server that is down, wrong or dies. :func:`preflight` asks it first (a few seconds at most); when
 it cannot be reached the runs go on in the embedded store (:func:`local_uri`,
 ``ncsn.tracking.failover``).
@@ -24,6 +26,12 @@ from pathlib import Path
 
 from ncsn.config import Config, ConfigError
 from ncsn.tracking.failover import is_remote, limit_http_retries, probe
+
+# MLflow 3 opens an experiment on the view its kind names; without the tag it guesses, and it
+# opened ours on the GenAI overview (traces, "No data"). "custom_model_development" is the kind
+# that the UI calls "Machine learning": it opens on the runs list.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_TAGS = {EXPERIMENT_KIND_TAG: "custom_model_development"}
 
 
 def tracking_uri(cfg: Config) -> str:
@@ -84,7 +92,8 @@ def configure(cfg: Config) -> str:
 
 
 def ensure_experiment(client, name: str, uri: str) -> str:
-    """The id of experiment ``name`` in the store ``uri`` of ``client``, created if missing (see :func:`configure`)."""
+    """The id of experiment ``name`` in the store ``uri`` of ``client``, created if missing (see :func:`configure`),
+    tagged with :data:`EXPERIMENT_TAGS` (a kind already set, by a user say, is left as it is)."""
     from mlflow.exceptions import MlflowException
 
     experiment = client.get_experiment_by_name(name)
@@ -93,7 +102,7 @@ def ensure_experiment(client, name: str, uri: str) -> str:
         if uri.startswith("sqlite:///"):
             location = (Path(uri[len("sqlite:///"):]).resolve().parent / "artifacts").as_uri()
         try:
-            return client.create_experiment(name, artifact_location=location)
+            return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_TAGS)
         except MlflowException:  # created meanwhile by another process
             experiment = client.get_experiment_by_name(name)
             if experiment is None:
@@ -102,6 +111,9 @@ def ensure_experiment(client, name: str, uri: str) -> str:
         raise ConfigError(f"params.yaml: 'tracking.experiment' = {name!r} names a deleted MLflow experiment in {uri};"
                           f" restore it (mlflow experiments restore --experiment-id {experiment.experiment_id})"
                           " or choose another name.")
+    for key, value in EXPERIMENT_TAGS.items():  # an experiment made before the tag, or by someone else
+        if key not in experiment.tags:
+            client.set_experiment_tag(experiment.experiment_id, key, value)
     return experiment.experiment_id
 
 
