@@ -25,8 +25,10 @@ from ncsn.stages.repro import StageFailed, metrics_report, repro_stage
 if TYPE_CHECKING:
     from ncsn.config import Config
 
+EVALUATE = "evaluate"  # the stage whose metrics.json holds the headline figures
 
-def _absolute_paths(cfg: Config, repo: Path) -> Config:
+
+def absolute_paths(cfg: Config, repo: Path) -> Config:
     """``cfg`` with its relative ``paths`` made absolute under ``repo`` (the stages run there)."""
     paths = {k: v if Path(v).is_absolute() else str(repo / v)
              for k, v in dataclasses.asdict(cfg.paths).items()}
@@ -40,7 +42,7 @@ def parent_run(cfg: Config, repo: Path) -> contextlib.AbstractContextManager:
     """
     from ncsn.tracking.parent_run import pipeline_run
 
-    return pipeline_run(_absolute_paths(cfg, repo), repo)
+    return pipeline_run(absolute_paths(cfg, repo), repo)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -83,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
                         _before_stage(tracker)
                         print(f"ncsn pipeline: running stage '{stage}'", flush=True)
                         repro_stage(repo, stage)
+                    if EVALUATE in stages:
+                        _log_headline(tracker, cfg, repo)
                 print(metrics_report(repo), end="")
                 print("Outputs:")
                 for stage, outs in stage_outputs(repo).items():
@@ -112,7 +116,7 @@ def _tracking_refused(cfg: Config, repo: Path, required: bool) -> str | None:
     from ncsn.tracking.parent_run import close_orphan_runs
     from ncsn.tracking.store import preflight
 
-    cfg = _absolute_paths(cfg, repo)
+    cfg = absolute_paths(cfg, repo)
     uri, reason = preflight(cfg)
     if reason is not None and required:
         return f"ncsn pipeline: error: tracking server {uri} unavailable ({reason}); not running (--require-tracking)"
@@ -126,6 +130,15 @@ def _before_stage(tracker) -> None:
     before_stage(tracker)
 
 
+def _log_headline(tracker, cfg: Config, repo: Path) -> None:
+    """FID, IS, KID, bits/dim and the model version on the parent run (``ncsn.tracking.headline``)."""
+    if not cfg.tracking.enabled:
+        return
+    from ncsn.tracking.headline import log_headline
+
+    log_headline(tracker, absolute_paths(cfg, repo))
+
+
 def _tracking_summary(cfg: Config, repo: Path) -> str:
     """Where the runs went, and how many local runs wait for ``ncsn tracking sync``."""
     if not cfg.tracking.enabled:
@@ -133,7 +146,7 @@ def _tracking_summary(cfg: Config, repo: Path) -> str:
     from ncsn.tracking.store import tracking_uri
     from ncsn.tracking.sync import waiting_runs
 
-    cfg = _absolute_paths(cfg, repo)
+    cfg = absolute_paths(cfg, repo)
     waiting = waiting_runs(cfg)
     line = f"runs tracked in {tracking_uri(cfg)}"
     return line + (f"; {waiting} run(s) in the local store wait for `ncsn tracking sync`" if waiting else "")

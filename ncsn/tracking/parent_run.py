@@ -3,7 +3,8 @@
 ``pipeline_run(cfg)`` opens the parent run (``ncsn.tracking.runs.open_run``, named ``pipeline``)
 and exports its id as ``NCSN_MLFLOW_PARENT_RUN_ID`` (and the store as ``MLFLOW_TRACKING_URI``) so
 the stage runs that ``dvc repro`` starts in child processes nest under it; it logs ``params.yaml``
-at the start and ``dvc.lock`` at the end. :func:`before_stage` moves it to the local store when
+at the start and ``dvc.lock`` and its wall time at the end (the runs list's FID, IS, KID and
+model version are ``ncsn.tracking.headline``'s). :func:`before_stage` moves it to the local store when
 its server is gone; :func:`close_orphan_runs` ends the runs that dead processes left RUNNING.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -25,6 +27,8 @@ from ncsn.tracking.trackers import NullTracker, Tracker
 
 log = logging.getLogger(__name__)
 
+SECONDS_METRIC = "pipeline_seconds"  # the parent run's wall time, whatever its end
+
 
 @contextlib.contextmanager
 def pipeline_run(cfg: Config, repo: str | Path | None = None) -> Iterator[Tracker | NullTracker]:
@@ -34,7 +38,9 @@ def pipeline_run(cfg: Config, repo: str | Path | None = None) -> Iterator[Tracke
     While open, ``NCSN_MLFLOW_PARENT_RUN_ID`` (its id) and ``MLFLOW_TRACKING_URI`` (its store)
     are set in ``os.environ`` for the stages' child processes; both are restored afterwards.
     Tagged like a stage run (without a stage hash); logs ``repo/params.yaml`` at the start, and
-    ``dvc.lock`` with the tag ``dvc_lock_hash`` (``ncsn.tracking.provenance.lock_hash``) at the end.
+    ``dvc.lock`` with the tag ``dvc_lock_hash`` (``ncsn.tracking.provenance.lock_hash``) and the
+    metric ``pipeline_seconds`` (its wall time) at the end. The headline figures are
+    ``ncsn.tracking.headline.log_headline``'s.
     """
     if not cfg.tracking.enabled:
         yield NullTracker()
@@ -42,6 +48,7 @@ def pipeline_run(cfg: Config, repo: str | Path | None = None) -> Iterator[Tracke
     saved = {key: os.environ.get(key) for key in (PARENT_ENV, "MLFLOW_TRACKING_URI", FAILOVER_ENV)}
     root = Path(repo) if repo is not None else (dvc_root() or Path.cwd())
     tags = run_tags(root, cfg.base.dataset, cfg.profile)
+    start = time.monotonic()
     with open_run(cfg, "pipeline", None, tags, root / "params.yaml") as tracker:
         os.environ[PARENT_ENV] = tracker.run_id
         os.environ["MLFLOW_TRACKING_URI"] = tracking_uri(cfg)
@@ -49,6 +56,8 @@ def pipeline_run(cfg: Config, repo: str | Path | None = None) -> Iterator[Tracke
             yield tracker
         finally:
             _log_lock(tracker, root)
+            with contextlib.suppress(Exception):  # a number never fails a run
+                tracker.log_metrics({SECONDS_METRIC: time.monotonic() - start})
             for key, value in saved.items():
                 if value is None:
                     os.environ.pop(key, None)
