@@ -1,6 +1,6 @@
 """The ncsn pipeline as a Prefect 3 flow: one task per DVC stage, independent stages at once.
 
-The graph is DVC's (``ncsn.stages.runner.stage_graph`` reads ``dvc.yaml`` through DVC's index):
+The graph is DVC's (``ncsn.stages.graph.stage_graph`` reads ``dvc.yaml`` through DVC's index):
 each stage is submitted as a task future that waits for the futures of its upstream stages,
 so ``classifier``, ``train`` and ``figures`` run together once ``prepare`` is done, then
 ``sample`` and ``inpaint``. With ``parallel=False`` each stage waits for the previous one.
@@ -38,7 +38,11 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait
 
 from flows.artifacts import publish_metrics, publish_summary, training_progress
-from ncsn.stages.runner import StageFailed, apply_overrides, params_restored, parent_run, repro_stage, stage_graph
+from ncsn.stages.graph import stage_graph
+from ncsn.stages.overrides import apply_overrides, params_restored
+from ncsn.stages.repro import StageFailed, repro_stage
+from ncsn.stages.runner import absolute_paths, parent_run
+from ncsn.tracking.headline import log_headline
 
 REPO = Path(__file__).resolve().parents[1]  # the DVC repository the flow runs in by default
 TRAIN_STAGE = "train"  # the stage whose train_log.csv feeds the progress artifact
@@ -96,6 +100,7 @@ def ncsn_pipeline(dataset: str = "mnist5k", profile: str = "cpu", overrides: lis
             metrics = root / cfg.paths.evaluate / "metrics.json"
             if "evaluate" not in failed and metrics.is_file():
                 publish_metrics(metrics)
+                log_headline(tracker, absolute_paths(cfg, root))  # FID, IS, KID and the model version
             publish_summary(getattr(tracker, "run_id", None), root / cfg.paths.report / "report.html", failed)
     if failed:
         raise RuntimeError(f"stages not completed: {', '.join(failed)} (see their task runs)")

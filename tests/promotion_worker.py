@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     assert os.environ.get("MLFLOW_TRACKING_URI", "").startswith("http"), "set MLFLOW_TRACKING_URI to the server"
 
     from ncsn.tracking.registry import register_and_promote
-    from ncsn.tracking.runs import connect, stage_run
+    from ncsn.tracking.runs import stage_run
+    from ncsn.tracking.store import connect
     from tests.registry_worker import worker_config
 
     cfg = worker_config(tempfile.mkdtemp())  # paths.mlflow is unused: the server is the store

@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from ncsn.tracking.registry import register_and_promote
-    from ncsn.tracking.runs import connect, stage_run
+    from ncsn.tracking.runs import stage_run
+    from ncsn.tracking.store import connect
 
     cfg = worker_config(args.mlflow_dir)
     connect(cfg)

@@ -102,6 +102,16 @@ def load_config(path: str | Path = "params.yaml") -> Config:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: file not found; run from the repository root or pass --params PATH.")
+    return config_from_dict(read_params(path), source=str(path))
+
+
+def read_params(path: str | Path) -> Any:
+    """The YAML document in ``path`` (``{}`` for an empty file), not validated.
+
+    :raises ConfigError: for a file that cannot be read as UTF-8 text or is not valid YAML (one
+        line, with the line and column where the parser stopped).
+    """
+    path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
@@ -109,6 +119,7 @@ def load_config(path: str | Path = "params.yaml") -> Config:
     try:
         params = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]}).") from None
-    params = {} if params is None else params
-    return config_from_dict(params, source=str(path))
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]}{where}).") from None
+    return {} if params is None else params

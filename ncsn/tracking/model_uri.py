@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ncsn.config import Config, PathsConfig
 from ncsn.tracking.registered_model import MODEL_FILE, RegistryError, checked_copy
-from ncsn.tracking.runs import connect, quiet_mlflow
+from ncsn.tracking.store import connect, quiet_mlflow
 
 
 def _parse_models_uri(uri: str) -> tuple[str, str | None, str | None]:

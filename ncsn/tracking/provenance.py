@@ -1,6 +1,7 @@
 """Where a run came from: the tags that bring any MLflow run of the pipeline back.
 
-Every run (the pipeline's parent run and each stage's run, ``ncsn.tracking.runs``) is tagged with
+Every run (the pipeline's parent run and each stage's run: ``ncsn.tracking.parent_run``,
+``ncsn.tracking.runs``) is tagged with
 
 * ``dataset`` and ``profile`` -- ``base.dataset`` and ``profile`` of its parameters;
 * ``git_commit`` -- ``git rev-parse HEAD`` of the repository, and ``git_dirty`` (``true`` when

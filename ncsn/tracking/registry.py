@@ -38,7 +38,7 @@ from ncsn.storage.checkpoint import check_compatible, file_sha256, load_checkpoi
 from ncsn.tracking.champion import CHAMPION, converge_champion, mark_verified, set_champion
 from ncsn.tracking.model_uri import resolve_model_uri
 from ncsn.tracking.registered_model import ARTIFACT_PATH, RegistryError, files_problem, model_name, write_model_dir
-from ncsn.tracking.runs import connect
+from ncsn.tracking.store import connect
 from ncsn.tracking.trackers import NullTracker, Tracker
 
 __all__ = ["CHAMPION", "RegistryError", "fid_of", "model_name", "register_and_promote", "resolve_model_uri"]

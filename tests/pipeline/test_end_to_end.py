@@ -47,7 +47,7 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subproces
 
 
 def test_every_declared_output_exists(smoke_run) -> None:
-    from ncsn.stages.runner import stage_outputs, stage_order
+    from ncsn.stages.graph import stage_outputs, stage_order
 
     repo, _ = smoke_run
     outputs = stage_outputs(repo)

@@ -1,4 +1,4 @@
-"""ncsn.stages.runner: stage order from DVC, params overrides, one `dvc repro` per stage, `ncsn pipeline`."""
+"""`ncsn pipeline` (ncsn.stages.runner) and its pieces: stage order (graph), overrides, one `dvc repro` per stage."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dvc.repo  # noqa: F401  (at collection: DVC binds its log handlers to the sys.stdout of its first import)
 import pytest
 import yaml
 
@@ -17,7 +18,9 @@ from tests.dvc_repo import make_dvc_repo
 from tests.helpers import REPO
 from ncsn.stages import runner as pipeline
 from ncsn.config import ConfigError
-from ncsn.stages.runner import StageFailed, apply_overrides, repro_stage, stage_graph, stage_order
+from ncsn.stages.graph import stage_graph, stage_order
+from ncsn.stages.overrides import apply_overrides
+from ncsn.stages.repro import StageFailed, repro_stage
 
 
 @pytest.fixture(autouse=True)
@@ -98,14 +101,14 @@ def test_stage_failed_tells_transient_failures_from_permanent_ones():
     assert (copy.stage, copy.returncode, copy.status, copy.tail, copy.transient) == ("train", 255, -9, ["x"], True)
 
 
-def test_repro_stage_runs_a_stage_and_raises_on_failure(tmp_path, capfd):
+def test_repro_stage_runs_a_stage_and_raises_on_failure(tmp_path, capsys):
     repo = make_dvc_repo(tmp_path / "repo", {
         "hello": {"cmd": "echo hello > hello.txt", "outs": ["hello.txt"]},
         "broken": {"cmd": "echo oops && exit 3", "deps": ["hello.txt"]},
     })
     repro_stage(repo, "hello")
     assert (repo / "hello.txt").read_text() == "hello\n"
-    assert "Running stage 'hello'" in capfd.readouterr().out  # streamed
+    assert "Running stage 'hello'" in capsys.readouterr().out  # streamed
     with pytest.raises(StageFailed) as failure:
         repro_stage(repo, "broken")
     assert (failure.value.stage, failure.value.status) == ("broken", 3)
@@ -150,6 +153,41 @@ def test_ncsn_pipeline_exits_1_when_a_stage_fails(tmp_path, monkeypatch):
     monkeypatch.chdir(repo)
     monkeypatch.setattr(pipeline, "parent_run", _fake_parent_run)
     assert pipeline.main([]) == 1
+
+
+def _two_stages(root: Path) -> Path:
+    return make_dvc_repo(root, {
+        "second": {"cmd": "cat first.txt > second.txt", "deps": ["first.txt"], "outs": ["second.txt"]},
+        "first": {"cmd": "echo one > first.txt", "outs": ["first.txt"]},
+    })
+
+
+def test_ncsn_pipeline_stage_runs_that_stage_and_those_it_depends_on(tmp_path, monkeypatch, capsys):
+    repo = _two_stages(tmp_path / "repo")
+    monkeypatch.chdir(repo)
+    monkeypatch.setattr(pipeline, "parent_run", _fake_parent_run)
+    assert pipeline.main(["first"]) == 0
+    out = capsys.readouterr().out
+    assert "stages first (profile" in out and (repo / "first.txt").exists() and not (repo / "second.txt").exists()
+    assert "  first: first.txt" in out and "  second:" not in out  # the outputs of the stages it ran
+    assert pipeline.main(["third"]) == 2
+    assert capsys.readouterr().err.strip() == \
+        "ncsn pipeline: error: no stage 'third' in dvc.yaml; the stages: first, second."
+
+
+def test_ncsn_pipeline_refuses_a_malformed_params_yaml_in_one_line(tmp_path, monkeypatch, capsys):
+    """Issue 27: it printed a 59-line yaml ParserError; now one line, exit 2, nothing run or written."""
+    repo = _two_stages(tmp_path / "repo")
+    broken = b"train: {lr: [1e-3, 2e-3\nbase: {seed: 1}\n"
+    (repo / "params.yaml").write_bytes(broken)
+    monkeypatch.chdir(repo)
+    monkeypatch.setattr(pipeline, "parent_run", _fake_parent_run)
+    assert pipeline.main([]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [f"ncsn pipeline: error: {repo / 'params.yaml'}: not valid YAML"
+                                         " (while parsing a flow sequence at line 2, column 5)."]
+    assert "Traceback" not in captured.out + captured.err and "running stage" not in captured.out
+    assert (repo / "params.yaml").read_bytes() == broken and not (repo / "first.txt").exists()
 
 
 def test_the_retraining_workflow_passes_the_github_workflow_schema(tmp_path):

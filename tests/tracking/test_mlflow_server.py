@@ -74,6 +74,25 @@ def test_the_champion_is_registered_on_the_server(server_smoke_run) -> None:
     assert champion.tags["fid_metric"] == "classifier_fid" and champion.tags["profile"] == "smoke"
 
 
+def test_the_ui_opens_on_the_runs_and_the_parent_run_holds_the_headline(server_smoke_run) -> None:
+    """Issue 27: the experiment opens on its runs list, not the GenAI overview, and the runs list
+    compares pipelines by their parent runs: FID/IS/KID with the extractor, wall time, model version."""
+    client = MlflowClient(tracking_uri=server_smoke_run.uri)
+    experiment, runs = _pipeline_runs(client)
+    assert experiment.tags.get("mlflow.experimentKind") == "custom_model_development"
+    by_stage = {r.data.tags.get("ncsn.stage"): r for r in runs}
+    parent, evaluate = by_stage["pipeline"].data, by_stage["evaluate"].data
+    for key in ("classifier_fid", "classifier_is", "classifier_kid_mean"):
+        assert parent.metrics[key] == evaluate.metrics[key], key
+    assert ("bits_per_dim" in parent.metrics) == ("bits_per_dim" in evaluate.metrics)
+    assert parent.tags["extractor"] == evaluate.tags["extractor"]
+    assert 0 < parent.metrics["pipeline_seconds"] <= server_smoke_run.seconds
+    name, version = parent.tags["ncsn.tracking.registered_model"], parent.tags["ncsn.model_version"]
+    assert (name, version) == (NAME, evaluate.tags["ncsn.model_version"])
+    assert client.get_model_version(name, version).run_id == by_stage["evaluate"].info.run_id
+    assert f"#/models/{name}/versions/{version}" in parent.tags["mlflow.note.content"]
+
+
 def test_sample_from_the_champion_through_the_server(server_smoke_run, tmp_path: Path) -> None:
     run = server_smoke_run
     out = tmp_path / "champion_samples"

@@ -17,7 +17,10 @@ from ncsn.config import Config, config_from_dict
 from ncsn.core.sigmas import geometric_sigmas
 from ncsn.figures.sigma_schedule import write_sigma_schedule
 from ncsn.tracking.sigma_logging import SIGMAS_PARAM_LENGTH, log_sigma_schedule
-from ncsn.tracking.runs import PARENT_ENV, NullTracker, pipeline_run, stage_run, tracking_uri
+from ncsn.tracking.parent_run import pipeline_run
+from ncsn.tracking.runs import PARENT_ENV, stage_run
+from ncsn.tracking.store import tracking_uri
+from ncsn.tracking.trackers import NullTracker
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402
@@ -211,3 +214,29 @@ def test_every_run_carries_its_provenance_and_the_params_file(cfg, tmp_path, mon
     with stage_run(cfg, "train") as dirty:
         pass
     assert client.get_run(dirty.run_id).data.tags["git_dirty"] == "true"
+
+
+def test_the_experiment_opens_on_its_runs_and_the_parent_run_holds_the_headline(cfg, tmp_path):
+    """Issue 27 without a pipeline: the experiment kind tag, and the evaluate stage's headline on the parent run."""
+    import dataclasses
+    import json
+
+    from ncsn.tracking.headline import log_headline
+
+    cfg = dataclasses.replace(cfg, paths=dataclasses.replace(cfg.paths, evaluate=str(tmp_path / "evaluate")))
+    (tmp_path / "evaluate").mkdir()
+    metrics = {"extractor": "ncsn-digit-classifier", "classifier_fid": 3.5, "classifier_is": 7.25,
+               "classifier_kid_mean": 0.125, "bits_per_dim": 1.75, "reference_classifier_is_test": 8.0}
+    (tmp_path / "evaluate" / "metrics.json").write_text(json.dumps(metrics))
+    with pipeline_run(cfg) as parent:
+        with stage_run(cfg, "evaluate") as evaluate:  # nested in-process, as a DVC child is through the env
+            evaluate.set_tags({"ncsn.tracking.registered_model": "ncsn-mnist5k", "ncsn.model_version": "3"})
+        log_headline(parent, cfg)
+    client = MlflowClient()
+    assert client.get_experiment_by_name("test").tags["mlflow.experimentKind"] == "custom_model_development"
+    run = client.get_run(parent.run_id).data
+    headline = ("classifier_fid", "classifier_is", "classifier_kid_mean", "bits_per_dim")
+    assert {k: v for k, v in run.metrics.items() if k != "pipeline_seconds"} == {k: metrics[k] for k in headline}
+    assert run.metrics["pipeline_seconds"] > 0
+    assert run.tags["extractor"] == "ncsn-digit-classifier" and run.tags["ncsn.model_version"] == "3"
+    assert run.tags["mlflow.note.content"] == "Registered model: [ncsn-mnist5k v3](#/models/ncsn-mnist5k/versions/3)"

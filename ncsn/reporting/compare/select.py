@@ -25,7 +25,7 @@ from typing import Any, Iterator, Sequence
 
 import pandas as pd
 
-PIPELINE = "pipeline"  # the ncsn.stage tag of a parent run (ncsn.tracking.runs.pipeline_run)
+PIPELINE = "pipeline"  # the ncsn.stage tag of a parent run (ncsn.tracking.parent_run.pipeline_run)
 STAGE_TAG = "ncsn.stage"
 PARENT_TAG = "mlflow.parentRunId"
 EXP_TAG = "dvc_exp_name"  # set on every stage run of a `dvc exp run` experiment
@@ -52,7 +52,7 @@ def store_uri(params_path: str | Path) -> str:
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
     from ncsn.config import load_config
-    from ncsn.tracking.runs import tracking_uri
+    from ncsn.tracking.store import tracking_uri
 
     return tracking_uri(load_config(params_path))
 
@@ -66,7 +66,7 @@ def open_store(uri: str) -> Store:
         path = Path(uri[len("sqlite:///"):])
         if not path.is_file():
             raise CompareError(f"no runs found: the MLflow store {path} does not exist; {MAKE_RUNS}")
-    from ncsn.tracking.runs import quiet_mlflow
+    from ncsn.tracking.store import quiet_mlflow
 
     quiet_mlflow()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one line per artifact otherwise

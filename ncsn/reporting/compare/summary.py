@@ -1,6 +1,7 @@
 """What the compared runs measured, read back from MLflow: a :class:`Comparison` of frames.
 
-Where each value comes from (the layout that ``ncsn.tracking.runs`` and the stages write):
+Where each value comes from (the layout that ``ncsn.tracking.runs``, ``ncsn.tracking.parent_run`` and
+the stages write):
 
 * dataset, profile, git commit -- tags ``dataset``, ``profile``, ``git_commit`` of the run when
   present; else the parameters ``base.dataset`` and ``profile``, and MLflow's own
