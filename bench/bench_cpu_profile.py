@@ -8,8 +8,7 @@ Usage::
     python bench/bench_cpu_profile.py -S model.ngf=48         # any Hydra override of the profile
     python bench/bench_cpu_profile.py --variant "model.mults=[0.25,1,3] model.attention=true" \
         --variant "model.mults=[0.5,1,3]"                    # step-time ratios, steps interleaved
-    python bench/bench_cpu_profile.py --fused-vs-unfused --steps 30  # the fused GroupNorm+FiLM+SiLU against
-                                                                     # the plain ops, steps interleaved
+    python bench/bench_cpu_profile.py --fused-vs-unfused --steps 30  # fused GroupNorm+FiLM+SiLU vs plain ops
 
 The network is the one ``ncsn.models.build_model`` builds from the composed profile
 (``compose_params(["profile=cpu", *overrides])``), for the dataset's image shape. A timed
