@@ -28,6 +28,16 @@ def _close(gpu: torch.Tensor, cpu: torch.Tensor, rtol: float) -> None:
     assert err < rtol, f"relative error {err:.3g} >= {rtol}"
 
 
+def _same_training_step(cpu_net, gpu_net, x, levels, noise) -> None:
+    """One DSM loss and backward on each network (same weights): the GPU's losses equal the CPU's."""
+    losses = []
+    for net, device in ((cpu_net, torch.device("cpu")), (gpu_net, DEVICE)):
+        loss = dsm_loss(net, x.to(device), SIGMAS.to(device), levels=levels.to(device), noise=noise.to(device))
+        loss.mean().backward()
+        losses.append(loss)
+    _close(losses[1], losses[0], 1e-4)
+
+
 def test_fused_instance_norm_plus_and_its_backward_match_the_cpu() -> None:
     gen = torch.Generator().manual_seed(0)
     x, gamma, alpha, beta = (torch.randn(*s, generator=gen, dtype=torch.float64)
@@ -55,12 +65,7 @@ def test_refinenet_forward_and_training_step_match_the_cpu(channels: int, size: 
     noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(2))
     with torch.backends.cudnn.flags(enabled=True, deterministic=True, allow_tf32=False):
         _close(gpu_net(x.to(DEVICE), levels.to(DEVICE)), cpu_net(x, levels), 1e-4)
-        losses = []
-        for net, device in ((cpu_net, torch.device("cpu")), (gpu_net, DEVICE)):
-            loss = dsm_loss(net, x.to(device), SIGMAS.to(device), levels=levels.to(device), noise=noise.to(device))
-            loss.mean().backward()
-            losses.append(loss)
-    _close(losses[1], losses[0], 1e-4)
+        _same_training_step(cpu_net, gpu_net, x, levels, noise)
     for (name, p_cpu), p_gpu in zip(cpu_net.named_parameters(), gpu_net.parameters()):
         if p_cpu.grad is not None and p_cpu.grad.abs().max() > 0:
             _close(p_gpu.grad, p_cpu.grad, 1e-3)
@@ -80,12 +85,7 @@ def test_unet_training_step_matches_the_cpu_fused_one() -> None:
     levels = torch.arange(8) % 10
     noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(2))
     with torch.backends.cudnn.flags(enabled=True, deterministic=True, allow_tf32=False):
-        losses = []
-        for net, device in ((cpu_net, torch.device("cpu")), (gpu_net, DEVICE)):
-            loss = dsm_loss(net, x.to(device), SIGMAS.to(device), levels=levels.to(device), noise=noise.to(device))
-            loss.mean().backward()
-            losses.append(loss)
-    _close(losses[1], losses[0], 1e-4)
+        _same_training_step(cpu_net, gpu_net, x, levels, noise)
     for p_cpu, p_gpu in zip(cpu_net.parameters(), gpu_net.parameters()):
         if p_cpu.grad.abs().max() > 0:
             _close(p_gpu.grad, p_cpu.grad, 1e-3)
