@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PIPELINE_ARGS ?=
+# The suite on two pytest-xdist workers (TEST_WORKERS=0: one process); tests/conftest.py
+# schedules them (which tests share a worker, the longest first).
+TEST_WORKERS ?= 2
 STAMP := $(VENV)/.installed
 
 .PHONY: run test install clean
@@ -20,7 +23,7 @@ run: $(STAMP)
 	$(BIN)/ncsn pipeline $(PIPELINE_ARGS)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 clean:
 	rm -rf outputs .dvc/cache

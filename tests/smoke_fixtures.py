@@ -4,6 +4,8 @@ Each full smoke pipeline costs minutes on 2 cores, so the session runs this one 
 (``server_smoke_run``, made available to every module by ``tests/conftest.py``): a temporary git
 copy of the repository runs ``ncsn pipeline -S profile=smoke`` with ``MLFLOW_TRACKING_URI`` set to
 an ``mlflow server`` started for the session (``tests.mlflow_server``) and stopped at its end.
+Under pytest-xdist a session fixture runs once per worker: the modules that use it are listed in
+``SHARED_WORKER`` (``tests/conftest.py``), and ``--dist loadgroup`` runs them all on one worker.
 """
 
 from __future__ import annotations
