@@ -161,7 +161,7 @@ class ClassifierConfig(_Section):
 class EvaluateConfig(_Section):
     """IS / FID / KID through torch-fidelity."""
 
-    extractor: Literal["auto", "classifier", "inception"]
+    extractor: Literal["auto", "classifier", "inception", "ssl"]
     weights_path: Optional[Str]  # Inception weights (pt_inception-2015-12-05)
     kid_subset_size: KidSubset
     select_samples: Count  # samples per checkpoint for checkpoint selection

@@ -20,6 +20,7 @@ from __future__ import annotations
 FID_KINDS = {
     "classifier_fid": {"prefix": "classifier_", "extractor": "classifier", "kind": "classifier_fid"},
     "fid": {"prefix": "", "extractor": "Inception", "kind": "inception_fid"},
+    "ssl_fid": {"prefix": "ssl_", "extractor": "ssl", "kind": "ssl_fid"},
     "raw_fid": {"prefix": "raw_", "extractor": "raw", "kind": "raw_fid"},
 }
 

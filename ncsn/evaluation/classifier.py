@@ -15,7 +15,9 @@ Architecture (any C x H x W with H, W >= 8)::
 The file ``classifier.pt`` is a plain dict (loads with ``weights_only=True``)::
 
     format         "ncsn-classifier/1"
-    trained        bool; False when the dataset has no labels (then nothing else but "reason")
+    trained        bool; False when no network could be trained (then nothing else but "reason")
+    objective      "labels" (a classifier) or "simclr" (a self-supervised encoder, for data
+                   without labels; its "logits" are projections and its test_accuracy is NaN)
     config         {"channels", "image_size", "num_classes", "width", "feature_dim"}
     state_dict     the network's weights
     dataset        the dataset it was trained on
@@ -31,7 +33,7 @@ import time
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +45,9 @@ from ncsn.evaluation import EvaluationError
 from ncsn.data.progress import progress as progress_bar
 
 FORMAT = "ncsn-classifier/1"
+# What the network was trained for: the dataset's labels (cross-entropy), or none (the SimCLR
+# encoder of ncsn.evaluation.ssl_encoder, whose head is a projection, not class logits).
+Objective = Literal["labels", "simclr"]
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,15 @@ class ImageClassifier(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_both(x)[0]
+
+
+def cosine_adam(model: nn.Module, cfg: ClassifierConfig) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.LambdaLR]:
+    """Adam at ``cfg.lr`` with a cosine decay to 5 % of it over ``cfg.n_iters`` steps: converges in
+    few steps without tuning (the classifier and the self-supervised encoder)."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s / cfg.n_iters, 1.0))))
+    return optimizer, schedule
 
 
 def _random_shift(x: Tensor, max_shift: int, generator: torch.Generator) -> Tensor:
@@ -152,10 +166,7 @@ def train_classifier(images: Tensor, labels: Tensor, cfg: ClassifierConfig, *, s
     # channels_last: about a third faster on CPU for these small convolutions.
     model = ImageClassifier(spec).to(device, memory_format=torch.channels_last)
     gen = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    # Cosine decay to 5 % of lr: converges in few steps without tuning.
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s / cfg.n_iters, 1.0))))
+    optimizer, schedule = cosine_adam(model, cfg)
     model.train()
     bar = progress_bar(range(cfg.n_iters), desc="classifier", disable=not progress)
     for _ in bar:
@@ -172,11 +183,12 @@ def train_classifier(images: Tensor, labels: Tensor, cfg: ClassifierConfig, *, s
 
 
 def save_classifier(model: ImageClassifier, path: str | Path, *, dataset: str, step: int,
-                    test_accuracy: float) -> None:
+                    test_accuracy: float, objective: Objective = "labels") -> None:
     """Write ``model`` atomically as a self-describing plain dict (see module docstring)."""
     atomic_save({
         "format": FORMAT,
         "trained": True,
+        "objective": objective,
         "config": asdict(model.spec),
         "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
         "dataset": dataset,
@@ -224,6 +236,11 @@ def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> Ima
     model = ImageClassifier(ClassifierSpec(**payload["config"]))
     model.load_state_dict(payload["state_dict"])
     return model.to(device).eval()
+
+
+def objective_of(path: str | Path) -> Objective:
+    """What the network of ``path`` was trained for (files without the field hold classifiers)."""
+    return read_classifier_file(path).get("objective", "labels")
 
 
 def timed_train(images: Tensor, labels: Tensor, cfg: ClassifierConfig, **kwargs: Any) -> tuple[ImageClassifier, float]:

@@ -1,13 +1,17 @@
 """Which network measures the samples, and how torch-fidelity gets its weights.
 
-Three feature extractors, chosen by ``evaluate.extractor`` (``auto``: the classifier
-for the labelled 28×28 datasets, Inception-v3 for other images, raw coordinates for vector data):
+Four feature extractors, chosen by ``evaluate.extractor`` (``auto``: the classifier for the
+labelled 28×28 datasets; for other images Inception-v3 when its weights are present, else the
+self-supervised encoder; raw coordinates for vector data):
 
 * ``inception-v3-compat``: torch-fidelity's port of the TensorFlow Inception-v3 used by
   the paper's IS/FID. Metric keys ``is``, ``fid``, ``kid_mean``, ... Needs the weights file
   ``weights-inception-2015-12-05-6726825d.pth`` (offline: no download is attempted).
 * ``ncsn-digit-classifier``: :class:`ClassifierExtractor`, the CNN of the classifier stage
   (trained on the dataset's own labels: digits, or Fashion-MNIST's clothes). Keys ``classifier_is``, ``classifier_fid``, ...: not comparable to Inception numbers.
+* ``ncsn-ssl-encoder``: :class:`SSLExtractor`, the same CNN trained by the classifier stage with
+  SimCLR's objective on a dataset without labels (``ncsn.evaluation.ssl_encoder``). Keys
+  ``ssl_fid``, ``ssl_kid_mean``, ... (no IS): they compare runs on the same data only.
 * ``ncsn-raw-vector``: :class:`RawVectorExtractor`, the identity on vector data (the 2-D
   toy mixture). Keys ``raw_fid``, ``raw_kid_mean``: Fréchet / kernel distances of the points.
 
@@ -39,12 +43,13 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from ncsn.config import Config
 from ncsn.evaluation import EvaluationError
-from ncsn.evaluation.classifier import load_classifier
+from ncsn.evaluation.classifier import load_classifier, objective_of
 
 log = logging.getLogger(__name__)
 
 CLASSIFIER_DATASETS = ("mnist5k", "mnist", "fashion_mnist")  # labelled 28×28 grayscale images, 10 classes
 CLASSIFIER_NAME = "ncsn-digit-classifier"
+SSL_NAME = "ncsn-ssl-encoder"
 RAW_NAME = "ncsn-raw-vector"
 INCEPTION_NAME = "inception-v3-compat"
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
@@ -96,6 +101,18 @@ class ClassifierExtractor(_EagerExtractor):
         return tuple(out[name].float() for name in self.features_list)
 
 
+class SSLExtractor(ClassifierExtractor):
+    """torch-fidelity wrapper of the self-supervised encoder: ``features`` [B, 128] only (no classes, no IS)."""
+
+    @staticmethod
+    def get_provided_features_list() -> tuple[str, ...]:
+        return ("features",)
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric: str) -> str:
+        return "features"
+
+
 class RawVectorExtractor(_EagerExtractor):
     """The identity on float vectors [B, D]: distances between point clouds (no IS)."""
 
@@ -117,7 +134,7 @@ class RawVectorExtractor(_EagerExtractor):
 
 def ensure_registered() -> None:
     """Register this module's extractors with torch-fidelity (once per process)."""
-    for name, cls in ((CLASSIFIER_NAME, ClassifierExtractor), (RAW_NAME, RawVectorExtractor)):
+    for name, cls in ((CLASSIFIER_NAME, ClassifierExtractor), (SSL_NAME, SSLExtractor), (RAW_NAME, RawVectorExtractor)):
         if name not in FEATURE_EXTRACTORS_REGISTRY:
             register_feature_extractor(name, cls)
 
@@ -135,7 +152,7 @@ class Extractor:
     :param weights_sha256: hash of the weights file, recorded in the metrics.
     """
 
-    kind: Literal["inception", "classifier", "raw"]
+    kind: Literal["inception", "classifier", "ssl", "raw"]
     name: str
     prefix: str
     rgb: bool
@@ -156,6 +173,10 @@ class Extractor:
         if self.kind == "classifier":
             return ("classifier_* metrics use a classifier trained on this dataset's labels (ncsn classifier stage) as"
                     " feature extractor: not comparable to Inception IS/FID/KID")
+        if self.kind == "ssl":
+            return ("ssl_* metrics use a self-supervised encoder (SimCLR) trained on this dataset's own training"
+                    " images (ncsn classifier stage): they compare runs on the same data only; bits_per_dim"
+                    " compares models across datasets")
         if self.kind == "raw":
             return "raw_* metrics compare the points themselves (no feature network)"
         return ("Inception-v3 (torch-fidelity inception-v3-compat, TF 2015-12-05 weights):"
@@ -175,14 +196,26 @@ def _missing_weights_message(path: Path, *, configured: bool) -> str:
             f" For {', '.join(CLASSIFIER_DATASETS)} evaluate.extractor: classifier works offline.")
 
 
+class ExtractorUnavailable(EvaluationError):
+    """The chosen feature extractor cannot be had here (weights absent, no network trained).
+
+    The evaluate stage then writes the metrics that need no extractor, without FID, and says why.
+    """
+
+
+def inception_path(weights_path: str | None) -> Path:
+    """``evaluate.weights_path`` when set, else the torch hub cache file (which may be absent)."""
+    return Path(weights_path).expanduser() if weights_path else default_inception_path()
+
+
 def resolve_inception_path(weights_path: str | None) -> Path:
     """``evaluate.weights_path`` when set, else the torch hub cache file.
 
-    :raises EvaluationError: when the file is absent; the message names both places and the param.
+    :raises ExtractorUnavailable: when the file is absent; the message names both places and the param.
     """
-    path = Path(weights_path).expanduser() if weights_path else default_inception_path()
+    path = inception_path(weights_path)
     if not path.is_file():
-        raise EvaluationError(_missing_weights_message(path, configured=bool(weights_path)))
+        raise ExtractorUnavailable(_missing_weights_message(path, configured=bool(weights_path)))
     return path
 
 
@@ -221,8 +254,8 @@ def resolve_extractor(cfg: Config, *, vector_data: bool, classifier_path: str | 
 
     :param vector_data: the samples are vectors [N, D] (the toy mixture), not images.
     :param classifier_path: the classifier stage's ``classifier.pt``.
-    :raises EvaluationError: missing Inception weights or classifier, or a choice that does
-        not fit the data.
+    :raises ExtractorUnavailable: missing Inception weights, classifier or encoder.
+    :raises EvaluationError: refused weights, or a choice that does not fit the data.
     """
     choice = cfg.evaluate.extractor
     if vector_data:
@@ -232,13 +265,42 @@ def resolve_extractor(cfg: Config, *, vector_data: bool, classifier_path: str | 
         return Extractor("raw", RAW_NAME, "raw_", rgb=False, has_is=False)
     if choice == "auto":
         choice = "classifier" if cfg.base.dataset in CLASSIFIER_DATASETS else "inception"
-    if choice == "classifier":
-        if classifier_path is None:
-            raise EvaluationError("evaluate.extractor: classifier needs the classifier stage's classifier.pt")
-        load_classifier(classifier_path)  # fail early: missing, unsafe or untrained
-        return Extractor("classifier", CLASSIFIER_NAME, "classifier_", rgb=False, has_is=True,
-                         weights_path=Path(classifier_path))
+        if choice == "inception" and not inception_path(cfg.evaluate.weights_path).is_file() \
+                and _objective(classifier_path) == "simclr":
+            choice = "ssl"
+    if choice in ("classifier", "ssl"):
+        return _own_network(choice, classifier_path)
     path = resolve_inception_path(cfg.evaluate.weights_path)
     weights, digest = load_inception_weights(path)
     return Extractor("inception", INCEPTION_NAME, "", rgb=True, has_is=True, weights_path=path,
                      weights_bytes=weights, weights_sha256=digest)
+
+
+def _objective(classifier_path: str | Path | None) -> str | None:
+    """The objective of the classifier stage's network, or None where there is none to read."""
+    try:
+        return objective_of(classifier_path) if classifier_path is not None else None
+    except EvaluationError:
+        return None
+
+
+def _own_network(choice: str, classifier_path: str | Path | None) -> Extractor:
+    """The classifier stage's network as the extractor ``choice`` ("classifier" or "ssl")."""
+    wanted = {"classifier": "labels", "ssl": "simclr"}[choice]
+    if classifier_path is None or not Path(classifier_path).is_file():
+        raise ExtractorUnavailable(f"evaluate.extractor: {choice} needs the classifier stage's classifier.pt"
+                                   f" ({classifier_path} not found): run dvc repro classifier")
+    try:
+        load_classifier(classifier_path)  # fail early: unsafe or untrained
+    except EvaluationError as err:
+        raise ExtractorUnavailable(str(err)) from None
+    objective = objective_of(classifier_path)
+    if objective != wanted:
+        other = {"labels": "classifier", "simclr": "ssl"}[objective]
+        what = {"labels": "a classifier trained on the labels", "simclr": "a self-supervised encoder (no labels)"}
+        raise EvaluationError(f"evaluate.extractor = {choice!r}, but {classifier_path} holds {what[objective]};"
+                              f" set evaluate.extractor: {other} (or auto)")
+    if choice == "ssl":
+        return Extractor("ssl", SSL_NAME, "ssl_", rgb=False, has_is=False, weights_path=Path(classifier_path))
+    return Extractor("classifier", CLASSIFIER_NAME, "classifier_", rgb=False, has_is=True,
+                     weights_path=Path(classifier_path))

@@ -1,8 +1,9 @@
 """The evaluate stage's memorisation check: nearest training images of the samples.
 
 Distances from each sample to its nearest training image, against the same statistic for
-held-out images (``ncsn.evaluation.memorisation``), in pixel space and, for images a
-trained classifier fits, in its feature space; with a picture of the neighbours.
+held-out images (``ncsn.evaluation.memorisation``), in pixel space and, for images the
+classifier stage's network fits, in its feature space (``classifier``, or ``ssl`` for the
+self-supervised encoder); with a picture of the neighbours.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 from torch import Tensor
 
 from ncsn.evaluation import EvaluationError
-from ncsn.evaluation.classifier import load_classifier, predict
+from ncsn.evaluation.classifier import load_classifier, objective_of, predict
 from ncsn.evaluation.memorisation import (distance_stats, nearest_neighbours, save_neighbours_image,
                                           save_neighbours_scatter)
 
@@ -51,13 +52,15 @@ def memorisation_metrics(samples: Tensor, train: Tensor, test: Tensor, classifie
     except EvaluationError as err:  # no labels, or no classifier stage run: pixel space only
         log.info("memorisation check in pixel space only (%s)", err)
         clf = None
+    spaces = ["pixel"]
     if clf is not None and clf.spec.channels == samples.shape[1] and clf.spec.image_size == samples.shape[-1]:
+        feature_space = "ssl" if objective_of(classifier_path) == "simclr" else "classifier"
         f_train, f_q, f_t = (predict(clf, x)[1] for x in (train, queries, test_q))
         fd_s, fi_s = nearest_neighbours(f_q, f_train, k, device=device)
         fd_t, _ = nearest_neighbours(f_t, f_train, 1, device=device)
-        out.update(distance_stats(fd_s[:, 0], fd_t[:, 0], "classifier"))
+        out.update(distance_stats(fd_s[:, 0], fd_t[:, 0], feature_space))
         groups.append(fi_s[:grid])
+        spaces.append(feature_space)
     save_neighbours_image(queries[:grid], train, groups, out_path)
-    out["nn_image_columns"] = "sample | " + " | ".join(
-        f"{k} nearest training images in {name} space" for name in ("pixel", "classifier")[:len(groups)])
+    out["nn_image_columns"] = "sample | " + " | ".join(f"{k} nearest training images in {name} space" for name in spaces)
     return out

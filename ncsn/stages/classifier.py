@@ -1,12 +1,14 @@
-"""Train the image classifier used as an offline feature extractor (classifier-IS/FID/KID).
+"""Train the offline feature extractor: a classifier on the labels, or a self-supervised encoder.
 
 Writes into ``paths.classifier``::
 
-    classifier.pt    state dict + shape + test accuracy (loads with weights_only=True)
+    classifier.pt    state dict + shape + objective + test accuracy (loads with weights_only=True)
     metrics.json     test accuracy and the data it was measured on
 
-Datasets without labels (CelebA, folders) and vector data get a ``classifier.pt`` that
-records why no classifier exists; their evaluation uses Inception (``evaluate.extractor``).
+Labelled images train the classifier (classifier-IS/FID/KID). Images without labels (a folder,
+CelebA) train the same network with SimCLR's objective (``ncsn.evaluation.ssl_encoder``):
+``ssl_fid`` when Inception's weights are absent. Vector data get a ``classifier.pt`` that
+records why no network exists.
 """
 
 from __future__ import annotations
@@ -35,19 +37,18 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
     test = load_split(cfg.paths.prepare, "test")
     dataset = cfg.base.dataset
 
-    reason = None
     if train.data.ndim != 4:
         reason = f"dataset {dataset!r} holds vectors, not images"
-    elif train.labels is None:
-        reason = f"dataset {dataset!r} has no class labels"
-    if reason is not None:
         save_untrained_marker(out_dir / "classifier.pt", dataset=dataset, reason=reason)
         write_json(out_dir / "metrics.json", {"trained": False, "reason": reason})
         tracker.set_tags({"classifier": "none"})
         print(f"no classifier: {reason}; wrote {out_dir / 'classifier.pt'}")
         return
-
     device = resolve_device(cfg.base.device)
+    if train.labels is None:
+        _train_ssl_encoder(cfg, tracker, train.data, out_dir, device)
+        return
+
     model, seconds = timed_train(train.data, train.labels, cfg.classifier, seed=cfg.base.seed, device=device)
     test_acc = accuracy(model, test.data, test.labels) if test.labels is not None else float("nan")
     train_acc = accuracy(model, train.data[:len(test.data)], train.labels[:len(test.data)])
@@ -69,3 +70,25 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
                          "classifier_train_seconds": seconds})
     tracker.log_artifact(out_dir / "metrics.json", "classifier")
     print(json.dumps({**metrics, "train_seconds": round(seconds, 1)}, indent=2))
+
+
+def _train_ssl_encoder(cfg: Config, tracker, images, out_dir: Path, device) -> None:
+    """Images without labels: the SimCLR encoder, written as ``classifier.pt`` (objective ``simclr``)."""
+    import time
+
+    from ncsn.evaluation.classifier import save_classifier
+    from ncsn.evaluation.ssl_encoder import train_ssl_encoder
+    from ncsn.storage.tables import write_json
+
+    start = time.perf_counter()
+    model = train_ssl_encoder(images, cfg.classifier, seed=cfg.base.seed, device=device)
+    seconds = time.perf_counter() - start
+    save_classifier(model, out_dir / "classifier.pt", dataset=cfg.base.dataset, step=cfg.classifier.n_iters,
+                    test_accuracy=float("nan"), objective="simclr")
+    metrics = {"trained": True, "objective": "simclr", "n_train": len(images), "n_iters": cfg.classifier.n_iters}
+    write_json(out_dir / "metrics.json", metrics)
+    tracker.set_tags({"classifier": "ssl"})
+    tracker.log_metrics({"classifier_n_train": len(images), "classifier_train_seconds": seconds})
+    tracker.log_artifact(out_dir / "metrics.json", "classifier")
+    print(f"dataset {cfg.base.dataset!r} has no class labels: trained a self-supervised encoder (SimCLR) on"
+          f" {len(images)} images in {seconds:.1f} s; wrote {out_dir / 'classifier.pt'}")

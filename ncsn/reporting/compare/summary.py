@@ -11,7 +11,7 @@ the stages write):
   ``sigmas`` parameter (when it holds every level);
 * sample grid -- the sample stage's ``samples/grid.png`` artifact;
 * IS / FID / KID and the real-vs-real floor -- the evaluate stage's metrics, prefixed by its
-  feature extractor (``classifier_``, ``raw_``, none for Inception);
+  feature extractor (``classifier_``, ``ssl_``, ``raw_``, none for Inception);
 * wall time -- end minus start of each stage's run;
 * registered version -- the version of ``ncsn-<dataset>`` made from one of the run's runs, and
   whether the alias ``champion`` points at it now.
