@@ -10,7 +10,8 @@ longer-sampled evaluation). Beside it, the mean held-out DSM loss
 value per noise level.
 
 ``checkpoint_fid.csv``: ``step, fid, dsm_loss, dsm_loss_level_0 … dsm_loss_level_{L-1}, extractor``
-(``fid`` is measured with the run's extractor, named in the last column).
+(``fid`` is measured with the run's extractor, named in the last column). Without an extractor
+(``none``) no samples are drawn, ``fid`` is NaN and the lowest held-out DSM loss selects.
 
 Under ``torchrun`` the ranks share each snapshot's sampling batches and feature extraction
 (``ncsn.stages.distributed.map_chunks``); every rank gets the scores of one process.
@@ -60,7 +61,7 @@ def draw_samples(model: ScoreModel, seeds: list[int], spec: SamplerSpec, batch_s
     return torch.cat(map_chunks(one_batch, len(seeds), batch_size, dist))
 
 
-def score_snapshots(snapshots: list[tuple[int, Path]], real: Tensor, val: Tensor, extractor: Extractor,
+def score_snapshots(snapshots: list[tuple[int, Path]], real: Tensor, val: Tensor, extractor: Extractor | None,
                     cfg: Config, spec: SamplerSpec, *, device: torch.device | str = "cpu",
                     cache_dir: str | Path | None = None,
                     on_score: Callable[[SnapshotScore], None] | None = None,
@@ -70,6 +71,7 @@ def score_snapshots(snapshots: list[tuple[int, Path]], real: Tensor, val: Tensor
     :param snapshots: ``(step, path)`` pairs (``ncsn.storage.checkpoint.list_checkpoints``).
     :param real: the reference set for FID (the held-out split), uint8 images or float vectors.
     :param val: held-out examples for the DSM loss (``train.val_size`` of them, as in training).
+    :param extractor: the FID's feature space; None: the DSM loss only (``fid`` is NaN).
     :param spec: the selection sampler (``resolve_sampler(cfg.sample, σ, n_steps_each=evaluate.select_steps_each)``).
     :param on_score: called after each snapshot (e.g. to log it).
     :param dist: the ranks that share the sampling and feature extraction (all call this alike).
@@ -78,9 +80,11 @@ def score_snapshots(snapshots: list[tuple[int, Path]], real: Tensor, val: Tensor
     scores = []
     for step, path in progress(snapshots, desc="checkpoint selection", disable=not dist.is_main):
         model = load_for_sampling(path, device, cfg.sample)
-        samples = draw_samples(model, seeds, spec, cfg.sample.batch_size, dist)
-        fid = fidelity_metrics(samples, real, extractor, isc=False, kid=False, device=device,
-                               seed=cfg.base.seed, cache_dir=cache_dir, dist=dist)[extractor.prefix + "fid"]
+        fid = math.nan
+        if extractor is not None:
+            samples = draw_samples(model, seeds, spec, cfg.sample.batch_size, dist)
+            fid = fidelity_metrics(samples, real, extractor, isc=False, kid=False, device=device,
+                                   seed=cfg.base.seed, cache_dir=cache_dir, dist=dist)[extractor.prefix + "fid"]
         per_level = validation_loss(model.net, val, model.sigmas, cfg).cpu()
         score = SnapshotScore(step, fid, float(per_level.mean()), tuple(per_level.tolist()))
         scores.append(score)
@@ -90,16 +94,21 @@ def score_snapshots(snapshots: list[tuple[int, Path]], real: Tensor, val: Tensor
 
 
 def best_snapshot(scores: list[SnapshotScore]) -> SnapshotScore:
-    """The snapshot with the lowest finite FID (the latest one among ties)."""
+    """The snapshot with the lowest finite FID (the latest one among ties); with no finite FID at
+    all (no extractor), the one with the lowest held-out DSM loss."""
     finite = [s for s in scores if math.isfinite(s.fid)]
-    if not finite:
-        raise ValueError("no snapshot has a finite FID")
-    return min(finite, key=lambda s: (s.fid, -s.step))
+    if finite:
+        return min(finite, key=lambda s: (s.fid, -s.step))
+    by_loss = [s for s in scores if math.isfinite(s.dsm_loss)]
+    if not by_loss:
+        raise ValueError("no snapshot has a finite FID or DSM loss")
+    return min(by_loss, key=lambda s: (s.dsm_loss, -s.step))
 
 
-def write_scores_csv(scores: list[SnapshotScore], path: str | Path, extractor: Extractor) -> None:
+def write_scores_csv(scores: list[SnapshotScore], path: str | Path, extractor: Extractor | None) -> None:
     """``checkpoint_fid.csv`` (see module docstring)."""
     n_levels = max((len(s.dsm_loss_levels) for s in scores), default=0)
     header = ["step", "fid", "dsm_loss", *[f"dsm_loss_level_{i}" for i in range(n_levels)], "extractor"]
-    rows = [[s.step, s.fid, s.dsm_loss, *s.dsm_loss_levels, extractor.name] for s in scores]
+    name = extractor.name if extractor is not None else "none"
+    rows = [[s.step, s.fid, s.dsm_loss, *s.dsm_loss_levels, name] for s in scores]
     write_csv(path, header, rows)

@@ -10,7 +10,11 @@ the training snapshots and, for digits, the classifier. Writes into ``paths.eval
 
 Metric keys name their feature space: ``fid``/``is``/``kid_mean`` are Inception numbers;
 ``classifier_fid``/``classifier_is``/... come from the digit classifier and are **not
-comparable to Inception numbers**; ``raw_fid`` compares 2-D points directly. Beside them:
+comparable to Inception numbers**; ``ssl_fid``/``ssl_kid_mean`` come from the self-supervised
+encoder of a dataset without labels (same data only); ``raw_fid`` compares 2-D points directly.
+When no extractor can be had (Inception's weights absent and none chosen in their place) the
+stage says why in one line, writes the metrics that need none (nearest neighbours, bits/dim),
+selects the checkpoint by held-out DSM loss, and registers the model without a FID. Beside them:
 the same metrics for real data (``reference_*``: IS of the test split; ``floor_*``: training
 vs test images, the best a model can expect with this many samples).
 
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -56,7 +61,7 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
     from ncsn.stages.distributed import init_distributed, local_rank
     from ncsn.evaluation import EvaluationError
     from ncsn.evaluation.class_balance import class_balance_metrics
-    from ncsn.evaluation.extractor import resolve_extractor
+    from ncsn.evaluation.extractor import ExtractorUnavailable, resolve_extractor
     from ncsn.storage.tables import write_json
     from ncsn.evaluation.memorisation_check import memorisation_metrics
     from ncsn.evaluation.sample_quality import fidelity_cache, sample_quality_metrics
@@ -80,20 +85,29 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
     if samples.shape[1:] != test.data.shape[1:]:
         raise EvaluationError(f"samples are {tuple(samples.shape[1:])} but the data are {tuple(test.data.shape[1:])};"
                               " rerun the sample stage: dvc repro sample")
-    extractor = resolve_extractor(cfg, vector_data=samples.ndim == 2, classifier_path=classifier_path)
-    p = extractor.prefix
-    log.info("evaluating %d samples with %s", len(samples), extractor.name)
+    try:
+        extractor = resolve_extractor(cfg, vector_data=samples.ndim == 2, classifier_path=classifier_path)
+        log.info("evaluating %d samples with %s", len(samples), extractor.name)
+    except ExtractorUnavailable as err:  # the metrics that need no feature network, and the reason
+        extractor, no_extractor = None, str(err)
+        print(f"evaluate: no feature extractor, so no FID/IS/KID: {no_extractor}", file=sys.stderr)
+    p = extractor.prefix if extractor is not None else ""
     select_spec = resolve_sampler(cfg.sample, checkpoint_sigmas(final), n_steps_each=cfg.evaluate.select_steps_each)
     tracker.log_params({f"select_sampler.{k}": v for k, v in select_spec.to_dict().items()})
 
     def log_score(score) -> None:
-        tracker.log_metrics({f"checkpoint_{p}fid": score.fid, "checkpoint_dsm_loss": score.dsm_loss}, step=score.step)
+        fid = {f"checkpoint_{p}fid": score.fid} if extractor is not None else {}
+        tracker.log_metrics({**fid, "checkpoint_dsm_loss": score.dsm_loss}, step=score.step)
 
     with fidelity_cache(out_dir, dist) as cache_dir:
-        metrics = sample_quality_metrics(samples, train.data, test.data, extractor, device=device, seed=cfg.base.seed,
-                                         kid_subset_size=cfg.evaluate.kid_subset_size, cache_dir=cache_dir,
-                                         bootstrap_resamples=cfg.evaluate.bootstrap_resamples,
-                                         seed_sets=cfg.evaluate.seed_sets, dist=dist)
+        if extractor is not None:
+            metrics = sample_quality_metrics(samples, train.data, test.data, extractor, device=device,
+                                             seed=cfg.base.seed, kid_subset_size=cfg.evaluate.kid_subset_size,
+                                             cache_dir=cache_dir, bootstrap_resamples=cfg.evaluate.bootstrap_resamples,
+                                             seed_sets=cfg.evaluate.seed_sets, dist=dist)
+        else:
+            metrics = {"extractor": "none", "note": f"no FID, IS or KID: {no_extractor}",
+                       "n_samples": len(samples), "n_test": len(test), "n_train": len(train)}
         scores = score_snapshots(snapshots, test.data, test.data[:cfg.train.val_size], extractor, cfg, select_spec,
                                  device=device, cache_dir=cache_dir, on_score=log_score, dist=dist)
     if not dist.is_main:
@@ -102,7 +116,8 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
     best = best_snapshot(scores)
     metrics |= {
         "best_checkpoint_step": best.step,
-        f"best_checkpoint_{p}fid": best.fid,
+        **({f"best_checkpoint_{p}fid": best.fid} if extractor is not None else {}),
+        "best_checkpoint_by": "fid" if extractor is not None else "dsm_loss",
         "best_checkpoint_path": str(dict(snapshots)[best.step]),
         "final_checkpoint_step": int(final["step"]),
         "select_n_samples": cfg.evaluate.select_samples,
@@ -124,13 +139,13 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
 
     write_json(out_dir / "metrics.json", metrics)
     tracker.log_metrics(_numeric(metrics))
-    tracker.set_tags({"extractor": extractor.name, "best_checkpoint_step": str(best.step)})
+    tracker.set_tags({"extractor": metrics["extractor"], "best_checkpoint_step": str(best.step)})
     for name in ("metrics.json", "checkpoint_fid.csv", "nearest_neighbours.png"):
         tracker.log_artifact(out_dir / name, "evaluate")
     _register(cfg, tracker, metrics)
     space = "raw" if samples.ndim == 2 else "pixel"
     shown = [f"{p}is", f"{p}fid", f"{p}kid_mean", f"reference_{p}is_test", f"floor_{p}fid_train_vs_test",
              "bits_per_dim", "best_checkpoint_step", f"nn_{space}_ratio", "class_share_ratio_min", "class_share_ratio_max"]
-    print(f"{extractor.name}, {len(samples)} samples: " + ", ".join(
+    print(f"{metrics['extractor']}, {len(samples)} samples: " + ", ".join(
         f"{k}={metrics[k]:.4g}" + (" [{:.4g}, {:.4g}]".format(*metrics[f"{k}_ci95"]) if f"{k}_ci95" in metrics else "")
         for k in shown if k in metrics))

@@ -15,7 +15,9 @@ leaves the alias on the previous champion (which passed the same checks); a curr
 whose files have gone missing is replaced by a new verified version whatever its FID.
 
 Promotion rule: lower FID wins, and only FIDs of the same kind (``classifier_fid``,
-``inception_fid``, ``raw_fid``: different feature spaces) on the same dataset are compared.
+``inception_fid``, ``ssl_fid``, ``raw_fid``: different feature spaces) on the same dataset are
+compared. A version evaluated without any feature extractor (``fid_metric`` ``none``) is
+registered but never becomes champion.
 FID also grows as the sample count shrinks, so compare versions evaluated with the same
 ``sample.n_samples`` (recorded as a tag). To move the alias by hand::
 
@@ -46,15 +48,15 @@ __all__ = ["CHAMPION", "RegistryError", "fid_of", "model_name", "register_and_pr
 _READY_TIMEOUT_S = 300.0
 
 
-def fid_of(metrics: dict[str, Any]) -> tuple[str, float]:
-    """``(kind, value)`` of the FID in the evaluate stage's metrics.
+NO_FID = "none"  # the fid_metric of a version evaluated without a feature extractor: never champion
 
-    :raises RegistryError: when no FID is there.
-    """
+
+def fid_of(metrics: dict[str, Any]) -> tuple[str, float]:
+    """``(kind, value)`` of the FID in the evaluate stage's metrics; ``("none", nan)`` when there is none."""
     for key, fid in FID_KINDS.items():
         if key in metrics:
             return fid["kind"], float(metrics[key])
-    raise RegistryError(f"no FID in the metrics (looked for {', '.join(FID_KINDS)}); cannot rank the model")
+    return NO_FID, math.nan
 
 
 def _wait_ready(client, name: str, version: str) -> str:
@@ -78,6 +80,8 @@ def _champion(client, name: str):
 
 def _decide(new_kind: str, new_fid: float, dataset: str, champion, champion_problem: str | None) -> tuple[bool, str]:
     """Whether the new version becomes champion, and why (one sentence)."""
+    if new_kind == NO_FID:
+        return False, "no FID (evaluated without a feature extractor): registered, not a champion candidate"
     if not math.isfinite(new_fid):
         return False, f"{new_kind} = {new_fid} is not finite"
     if champion is None:
@@ -111,7 +115,6 @@ def register_and_promote(cfg: Config, tracker: Tracker | NullTracker, checkpoint
     :return: ``{"name", "version", "promoted", "champion_version", "reason"}`` (versions as str or None).
     :raises CheckpointError: when ``checkpoint`` is not a clean ncsn checkpoint, or was trained for
         another dataset or architecture than ``cfg``.
-    :raises RegistryError: when ``metrics`` hold no FID.
     """
     name = model_name(cfg.base.dataset)
     if not (cfg.tracking.enabled and cfg.tracking.register) or tracker.run_id is None:
@@ -144,8 +147,8 @@ def _register(client, run_id: str, cfg: Config, checkpoint: Path, ckpt: dict[str
             "extractor": str(metrics.get("extractor", "unknown")),
             "checkpoint_sha256": file_sha256(checkpoint), "checkpoint_bytes": str(checkpoint.stat().st_size)}
     source = RunsArtifactRepository.get_underlying_uri(f"runs:/{run_id}/{ARTIFACT_PATH}")
-    return register_version(client, name, cfg.base.dataset, source, run_id, tags,
-                            f"{kind} = {fid:.4g} (step {ckpt['step']})")
+    scored = f"{kind} = {fid:.4g}" if kind != NO_FID else "no FID (no feature extractor)"
+    return register_version(client, name, cfg.base.dataset, source, run_id, tags, f"{scored} (step {ckpt['step']})")
 
 
 def register_version(client, name: str, dataset: str, source: str, run_id: str, tags: dict[str, str],

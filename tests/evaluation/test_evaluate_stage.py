@@ -32,7 +32,8 @@ def _run(stage: str, cfg: Config, tracker: RecordingTracker) -> None:
     importlib.import_module(f"ncsn.stages.{stage}").run(cfg, tracker, args)
 
 
-def test_classifier_and_evaluate_stages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stand_in: Path) -> None:
+def test_classifier_and_evaluate_stages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stand_in: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
     from ncsn.stages.train import train
 
     cfg = _stage_cfg(tmp_path)
@@ -87,3 +88,19 @@ def test_classifier_and_evaluate_stages(tmp_path: Path, monkeypatch: pytest.Monk
     assert metrics["extractor"] == STAND_IN and len(metrics["extractor_weights_sha256"]) == 64
     assert {"is", "fid", "kid_mean", "floor_fid_train_vs_test", "fid_ci95", "is_ci95"} <= set(metrics)
     assert not any(k.startswith("classifier_") for k in metrics)
+
+    # No extractor at all: Inception forced, its weights absent. The stage says why in one line,
+    # writes what needs no feature network, selects by DSM loss and still registers.
+    registered.clear()
+    missing = tmp_path / "no-such-inception.pth"
+    none_cfg = _stage_cfg(tmp_path, evaluate={"extractor": "inception", "weights_path": str(missing)})
+    _run("evaluate", none_cfg, RecordingTracker())
+    assert f"no FID/IS/KID: Inception weights missing: evaluate.weights_path = {missing}" in capsys.readouterr().err
+    metrics = json.loads((out / "evaluate" / "metrics.json").read_text())
+    assert metrics["extractor"] == "none" and "Inception weights missing" in metrics["note"]
+    assert not any("fid" in k or k.endswith("_is") or "kid" in k for k in metrics), sorted(metrics)
+    assert math.isfinite(metrics["nn_pixel_ratio"]) and 8.0 < metrics["bits_per_dim"] < 20.0
+    losses = {int(r.split(",")[0]): float(r.split(",")[2])
+              for r in (out / "evaluate" / "checkpoint_fid.csv").read_text().splitlines()[1:]}
+    assert metrics["best_checkpoint_by"] == "dsm_loss" and metrics["best_checkpoint_step"] == min(losses, key=losses.get)
+    assert registered and "classifier_fid" not in registered[0]

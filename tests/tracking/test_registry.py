@@ -95,6 +95,19 @@ def test_champion_moves_only_to_a_better_fid(cfg, tmp_path):
     assert info.signature.outputs.inputs[0].shape == (-1, 1, 8, 8)
 
 
+def test_a_version_without_a_fid_is_registered_but_never_champion(cfg, tmp_path):
+    with stage_run(cfg, "evaluate") as tracker:  # metrics of an evaluation without a feature extractor
+        first = register_and_promote(cfg, tracker, _checkpoint(cfg, tmp_path / "model1.pt", 1),
+                                     {"n_samples": 32, "extractor": "none", "nn_pixel_ratio": 1.1})
+    assert (first["version"], first["promoted"], first["champion_version"]) == ("1", False, None)
+    assert "not a champion candidate" in first["reason"]
+    scored = _register(cfg, tmp_path, 10.0, seed=2)
+    assert (scored["version"], scored["promoted"], scored["reason"]) == ("2", True, "first champion")
+    client = MlflowClient()
+    assert client.get_model_version(NAME, "1").tags["fid_metric"] == "none"
+    assert client.get_model_version(NAME, "1").description.startswith("no FID")
+
+
 def test_resolve_model_uri_gives_a_checkpoint_the_loader_reads(cfg, tmp_path, monkeypatch):
     _register(cfg, tmp_path, 10.0, seed=1)
     _register(cfg, tmp_path, 9.0, seed=2)
