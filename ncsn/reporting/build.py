@@ -9,6 +9,7 @@ from typing import Any
 
 from ncsn.config import Config
 from ncsn.evaluation import FID_KINDS
+from ncsn.reporting.provenance import section_warnings
 from ncsn.reporting import sections as S
 from ncsn.reporting.environment import git_commit
 from ncsn.reporting.render import fmt, render, write_file
@@ -59,13 +60,17 @@ def summary_section(inputs: S.Inputs) -> S.Data:
 def report_context(cfg: Config) -> dict[str, Any]:
     """What ``templates/report.html`` shows of the run whose files ``cfg.paths`` points at."""
     inputs = S.Inputs(cfg)
+    sections = [summary_section(inputs), *(make(inputs) for make in SECTIONS)]
+    warnings = section_warnings(cfg, inputs.json("metrics"), inputs.json("figures_json"))
+    for section in sections:
+        section["stale"] = warnings.get(section["id"], [])
     return {
         "title": TITLE,
         "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "profile": cfg.profile,
         "dataset": cfg.base.dataset,
         "commit": git_commit() or "not recorded",
-        "sections": [summary_section(inputs), *(make(inputs) for make in SECTIONS)],
+        "sections": sections,
     }
 
 

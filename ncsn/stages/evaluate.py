@@ -55,7 +55,8 @@ def _register(cfg: Config, tracker, metrics: dict[str, Any]) -> None:
 
 def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
     """Evaluate ``paths.sample`` against the held-out split; write ``paths.evaluate``."""
-    from ncsn.storage.checkpoint import checkpoint_sigmas, final_model_path, list_checkpoints, load_final_model
+    from ncsn.storage.checkpoint import (checkpoint_sigmas, file_sha256, final_model_path, list_checkpoints,
+                                         load_final_model)
     from ncsn.data import load_split
     from ncsn.stages.devices import resolve_device
     from ncsn.stages.distributed import init_distributed, local_rank
@@ -115,6 +116,8 @@ def run(cfg: Config, tracker, args: argparse.Namespace) -> None:
     write_scores_csv(scores, out_dir / "checkpoint_fid.csv", extractor)
     best = best_snapshot(scores)
     metrics |= {
+        "dataset": cfg.base.dataset,  # what the report checks this file against
+        "model_sha256": file_sha256(final_model_path(cfg)),
         "best_checkpoint_step": best.step,
         **({f"best_checkpoint_{p}fid": best.fid} if extractor is not None else {}),
         "best_checkpoint_by": "fid" if extractor is not None else "dsm_loss",

@@ -237,3 +237,39 @@ def test_values_from_the_run_are_escaped(cfg):
     metrics_path.write_text(json.dumps(metrics))
     html = render_report(cfg)
     assert "<script" not in html and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in html
+
+
+def test_outputs_of_another_dataset_or_run_are_named_in_their_sections(cfg):
+    import hashlib
+    import re
+
+    fake_outputs(cfg)
+    model = Path(cfg.paths.train) / "model.pt"
+    model.write_bytes(b"stands for this run's model")
+    sha = hashlib.sha256(model.read_bytes()).hexdigest()
+    shards, evaluate, figures = (Path(cfg.paths.sample) / "shards", Path(cfg.paths.evaluate) / "metrics.json",
+                                 Path(cfg.paths.figures) / FIGURE_FILES["numbers"])
+    shards.mkdir()
+
+    def write(sample_sha: str, evaluated: dict, fig2_dataset: str) -> str:
+        (shards / "manifest.json").write_text(json.dumps({"model_sha256": sample_sha}))
+        evaluate.write_text(json.dumps({**json.loads(evaluate.read_text()), **evaluated}))
+        numbers = json.loads(figures.read_text())
+        numbers["fig2_ssm_noise"]["dataset"] = fig2_dataset
+        figures.write_text(json.dumps(numbers))
+        html = render_report(cfg)
+        return {s: re.findall(r'<p class="stale">From another dataset or run: ([^<]*)</p>', body)
+                for s, body in re.findall(r'<section id="(\w+)">(.*?)</section>', html, re.S)}
+
+    same = write(sha, {"dataset": "mnist5k", "model_sha256": sha}, "mnist5k")
+    assert not any(same.values()), same
+    stale = write("0" * 64, {"dataset": "folder", "model_sha256": sha}, "cifar10")
+    assert stale["samples"] == [f"these samples were drawn by another model than {model} (an earlier run):"
+                                " rerun dvc repro sample"]
+    assert stale["metrics"] == stale["checkpoints"] == [
+        "these metrics were measured on folder, not on this run&#39;s dataset mnist5k: rerun dvc repro evaluate"]
+    assert len(stale["figures"]) == 3 and stale["figures"][-1].startswith("Figure 2 was drawn on cifar10")
+    assert not stale["training"] and not stale["summary"]
+    other_model = write(sha, {"dataset": "mnist5k", "model_sha256": "1" * 64}, "mnist5k")
+    assert other_model["metrics"] == [f"these metrics were measured for another model than {model} (an earlier run):"
+                                      " rerun dvc repro evaluate"]
