@@ -16,6 +16,10 @@ bookkeeping: every stage is recorded in ``dvc.lock`` (and the run cache) exactly
 ``dvc repro``, so ``dvc status`` is clean after the flow. A lock held by a process that died is
 released by the kernel (DVC's lock is an ``flock``), so the wait cannot hang on a stale lock.
 
+The whole flow holds the repository's pipeline lock (``ncsn.stages.repo_lock``), as ``ncsn
+pipeline`` does: a flow and a pipeline (or two flows) in one repository take turns, the later
+one saying whom it waits for, instead of racing on ``params.yaml`` and the outputs.
+
 A task is retried only when its failure looks transient (the stage was killed from outside);
 a bad parameter is rejected before any task starts. The run's page in the Prefect UI shows the
 training progress, the evaluate metrics and the champion decision (``flows.artifacts``).
@@ -40,6 +44,7 @@ from prefect.futures import wait
 from flows.artifacts import publish_metrics, publish_summary, training_progress
 from ncsn.stages.graph import stage_graph
 from ncsn.stages.overrides import apply_overrides, params_restored
+from ncsn.stages.repo_lock import pipeline_lock
 from ncsn.stages.repro import StageFailed, repro_stage
 from ncsn.stages.runner import absolute_paths, parent_run
 from ncsn.tracking.headline import log_headline
@@ -83,7 +88,7 @@ def ncsn_pipeline(dataset: str = "mnist5k", profile: str = "cpu", overrides: lis
     :raises RuntimeError: naming the stages that failed or could not run.
     """
     root = Path(repo) if repo else REPO
-    with params_restored(root, restore=restore_params):
+    with pipeline_lock(root), params_restored(root, restore=restore_params):
         cfg = apply_overrides(root, [f"profile={profile}", f"dataset={dataset}", *(overrides or [])])
         graph = stage_graph(root)
         print("stages: " + ", ".join(f"{s} <- {' + '.join(up) or '(none)'}" for s, up in graph.items()))

@@ -106,6 +106,25 @@ def test_flow_runs_each_dvc_stage_as_a_task(ephemeral_prefect, fake_repo):
     assert all(r.state.is_completed() for r in runs.values())
 
 
+# Prints "held" when another process holds the lock (flock on a second open file description).
+PROBE = """import fcntl, os
+try:
+    fcntl.flock(os.open(".dvc/tmp/ncsn-pipeline.lock", os.O_RDWR | os.O_CREAT), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    print("free")
+except BlockingIOError:
+    print("held")
+"""
+
+
+def test_flow_holds_the_repository_pipeline_lock(ephemeral_prefect, fake_repo, tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text(PROBE)
+    repo = fake_repo({"probe": {"cmd": f"{sys.executable} {probe} > lock.txt", "outs": ["lock.txt"]}})
+    state = ncsn_pipeline(profile="smoke", return_state=True)
+    assert state.is_completed(), state.message
+    assert (repo / "lock.txt").read_text() == "held\n"  # an ncsn pipeline started now would wait
+
+
 def test_flow_retries_transient_failures_only(ephemeral_prefect, fake_repo, monkeypatch):
     repo = fake_repo({
         # Killed by SIGKILL on its first run (as by the OOM killer), fine on the next.
