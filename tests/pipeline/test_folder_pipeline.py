@@ -88,7 +88,7 @@ def test_no_extractor_at_all_leaves_fid_out_and_the_pipeline_goes_on(folder_run:
     assert metrics["best_checkpoint_by"] == "dsm_loss" and math.isfinite(metrics["nn_pixel_ratio"])
 
     client = _client(repo)
-    versions = {v.version: v.tags["fid_metric"] for v in client.search_model_versions("name = 'ncsn-folder'")}
+    versions = {str(v.version): v.tags["fid_metric"] for v in client.search_model_versions("name = 'ncsn-folder'")}
     assert versions == {"1": "ssl_fid", "2": "none"}
     assert str(client.get_model_version_by_alias("ncsn-folder", "champion").version) == "1"
     report = (out / "report" / "report.html").read_text()
