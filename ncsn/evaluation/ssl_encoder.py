@@ -24,8 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ncsn.config import ClassifierConfig
-from ncsn.data.progress import progress as progress_bar
-from ncsn.evaluation.classifier import ClassifierSpec, ImageClassifier, cosine_adam
+from ncsn.evaluation.classifier import ClassifierSpec, ImageClassifier, fit
 
 TEMPERATURE = 0.5  # τ of NT-Xent; SimCLR's choice for CIFAR-10-sized batches
 PROJECTION_DIM = 64  # the projection head's output z (the loss's space, not the features)
@@ -99,18 +98,12 @@ def train_ssl_encoder(images: Tensor, cfg: ClassifierConfig, *, seed: int = 0, d
     torch.manual_seed(seed)
     model = ImageClassifier(spec).to(device, memory_format=torch.channels_last)
     gen = torch.Generator().manual_seed(seed)
-    optimizer, schedule = cosine_adam(model, cfg)
     batch = min(cfg.batch_size, len(images))
-    model.train()
-    bar = progress_bar(range(cfg.n_iters), desc="ssl encoder", disable=not progress)
-    for _ in bar:
+
+    def batch_loss() -> Tensor:
         x = images[torch.randperm(len(images), generator=gen)[:batch]].float() / 255.0
         views = [random_view(x, gen).to(device).contiguous(memory_format=torch.channels_last) for _ in range(2)]
         z1, z2 = model.head(model.features(torch.cat(views))).chunk(2)
-        loss = nt_xent(z1, z2)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-    return model.eval()
+        return nt_xent(z1, z2)
+
+    return fit(model, cfg, batch_loss, desc="ssl encoder", progress=progress)
