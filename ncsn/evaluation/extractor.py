@@ -193,7 +193,8 @@ def _missing_weights_message(path: Path, *, configured: bool) -> str:
     return (f"Inception weights missing: {where}. FID/IS need {INCEPTION_FILE} (download it on a machine with"
             f" internet from {INCEPTION_URL}) placed at {default_inception_path()}, or set evaluate.weights_path"
             " in params.yaml to the file's location. It is read with weights_only=True; use a file you trust."
-            f" For {', '.join(CLASSIFIER_DATASETS)} evaluate.extractor: classifier works offline.")
+            f" Offline, evaluate.extractor: classifier works for {', '.join(CLASSIFIER_DATASETS)}, and ssl (or auto)"
+            " for data without labels.")
 
 
 class ExtractorUnavailable(EvaluationError):

@@ -86,17 +86,25 @@ def level_loss_plot(val_rows: Rows, sigmas: list[float] | None) -> bytes:
 
 
 def checkpoint_plot(rows: Rows, best_step: float | None) -> bytes:
-    """Fast FID (left axis) and held-out DSM loss (right axis) of every snapshot."""
+    """Fast FID (left axis) and held-out DSM loss (right axis) of every snapshot; the loss alone
+    when no snapshot has a FID (evaluated without a feature extractor)."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.6), constrained_layout=True)
     steps = column(rows, "step")
     extractor = rows[0].get("extractor", "") if rows else ""
-    ax.plot(steps, column(rows, "fid"), "o-", color="tab:blue", label="FID")
+    has_loss = "dsm_loss" in (rows[0] if rows else {})
+    has_fid = any(math.isfinite(v) for v in column(rows, "fid"))
     ax.set_xlabel("training step of the snapshot")
-    ax.set_ylabel(f"FID ({extractor})" if extractor else "FID", color="tab:blue")
+    if has_fid or not has_loss:
+        ax.plot(steps, column(rows, "fid"), "o-", color="tab:blue", label="FID")
+        ax.set_ylabel(f"FID ({extractor})" if extractor else "FID", color="tab:blue")
     if best_step is not None:
         ax.axvline(best_step, color="tab:green", linestyle="--", linewidth=1, label=f"selected: step {best_step:g}")
-    if "dsm_loss" in (rows[0] if rows else {}):
+    if has_loss and not has_fid:
+        ax.plot(steps, column(rows, "dsm_loss"), "s--", color="tab:orange", markersize=4, label="held-out DSM loss")
+        ax.set_ylabel("held-out DSM loss", color="tab:orange")
+        ax.set_title("no FID (no feature extractor): selected by held-out DSM loss", fontsize=10)
+    elif has_loss:
         ax2 = ax.twinx()
         ax2.plot(steps, column(rows, "dsm_loss"), "s--", color="tab:orange", markersize=4)
         ax2.set_ylabel("held-out DSM loss", color="tab:orange")
