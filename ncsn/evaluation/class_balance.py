@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from ncsn.evaluation import EvaluationError
-from ncsn.evaluation.classifier import load_classifier, objective_of, predict
+from ncsn.evaluation.classifier import load_classifier, predict
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def class_balance_metrics(samples: Tensor, train_labels: Tensor | None, classifi
         log.info("no class balance (%s)", err)
         return {}
     if clf.spec.channels != samples.shape[1] or clf.spec.image_size != samples.shape[-1] \
-            or objective_of(classifier_path) != "labels":  # a self-supervised encoder has no classes
+            or clf.objective != "labels":  # a self-supervised encoder has no classes
         return {}
     logits, _ = predict(clf, samples)
     return share_ratios(logits.argmax(1), train_labels, logits.shape[1])

@@ -64,9 +64,10 @@ class ClassifierSpec:
 class ImageClassifier(nn.Module):
     """uint8 or [0, 1] images [B, C, H, W] -> logits [B, num_classes] (see module docstring)."""
 
-    def __init__(self, spec: ClassifierSpec) -> None:
+    def __init__(self, spec: ClassifierSpec, objective: Objective = "labels") -> None:
         super().__init__()
         self.spec = spec
+        self.objective = objective  # saved in classifier.pt; "simclr": ``head`` gives projections, not logits
         w = spec.width
 
         def block(c_in: int, c_out: int) -> list[nn.Module]:
@@ -196,12 +197,12 @@ def fit(model: ImageClassifier, cfg: ClassifierConfig, batch_loss: Callable[[], 
 
 
 def save_classifier(model: ImageClassifier, path: str | Path, *, dataset: str, step: int,
-                    test_accuracy: float, objective: Objective = "labels") -> None:
+                    test_accuracy: float) -> None:
     """Write ``model`` atomically as a self-describing plain dict (see module docstring)."""
     atomic_save({
         "format": FORMAT,
         "trained": True,
-        "objective": objective,
+        "objective": model.objective,
         "config": asdict(model.spec),
         "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
         "dataset": dataset,
@@ -246,7 +247,7 @@ def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> Ima
     if not payload["trained"]:
         raise EvaluationError(f"{path} holds no classifier: {payload.get('reason', 'not trained')};"
                               " set evaluate.extractor: inception")
-    model = ImageClassifier(ClassifierSpec(**payload["config"]))
+    model = ImageClassifier(ClassifierSpec(**payload["config"]), objective=payload.get("objective", "labels"))
     model.load_state_dict(payload["state_dict"])
     return model.to(device).eval()
 

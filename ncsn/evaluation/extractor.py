@@ -292,10 +292,9 @@ def _own_network(choice: str, classifier_path: str | Path | None) -> Extractor:
         raise ExtractorUnavailable(f"evaluate.extractor: {choice} needs the classifier stage's classifier.pt"
                                    f" ({classifier_path} not found): run dvc repro classifier")
     try:
-        load_classifier(classifier_path)  # fail early: unsafe or untrained
+        objective = load_classifier(classifier_path).objective  # fail early: unsafe or untrained
     except EvaluationError as err:
         raise ExtractorUnavailable(str(err)) from None
-    objective = objective_of(classifier_path)
     if objective != wanted:
         other = {"labels": "classifier", "simclr": "ssl"}[objective]
         what = {"labels": "a classifier trained on the labels", "simclr": "a self-supervised encoder (no labels)"}

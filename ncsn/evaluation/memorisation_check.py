@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from ncsn.evaluation import EvaluationError
-from ncsn.evaluation.classifier import load_classifier, objective_of, predict
+from ncsn.evaluation.classifier import load_classifier, predict
 from ncsn.evaluation.memorisation import (distance_stats, nearest_neighbours, save_neighbours_image,
                                           save_neighbours_scatter)
 
@@ -54,7 +54,7 @@ def memorisation_metrics(samples: Tensor, train: Tensor, test: Tensor, classifie
         clf = None
     spaces = ["pixel"]
     if clf is not None and clf.spec.channels == samples.shape[1] and clf.spec.image_size == samples.shape[-1]:
-        feature_space = "ssl" if objective_of(classifier_path) == "simclr" else "classifier"
+        feature_space = "ssl" if clf.objective == "simclr" else "classifier"
         f_train, f_q, f_t = (predict(clf, x)[1] for x in (train, queries, test_q))
         fd_s, fi_s = nearest_neighbours(f_q, f_train, k, device=device)
         fd_t, _ = nearest_neighbours(f_t, f_train, 1, device=device)

@@ -96,7 +96,7 @@ def train_ssl_encoder(images: Tensor, cfg: ClassifierConfig, *, seed: int = 0, d
     spec = ClassifierSpec(channels=images.shape[1], image_size=images.shape[-1], num_classes=PROJECTION_DIM,
                           width=width)
     torch.manual_seed(seed)
-    model = ImageClassifier(spec).to(device, memory_format=torch.channels_last)
+    model = ImageClassifier(spec, objective="simclr").to(device, memory_format=torch.channels_last)
     gen = torch.Generator().manual_seed(seed)
     batch = min(cfg.batch_size, len(images))
 

@@ -84,7 +84,7 @@ def _train_ssl_encoder(cfg: Config, tracker, images, out_dir: Path, device) -> N
     model = train_ssl_encoder(images, cfg.classifier, seed=cfg.base.seed, device=device)
     seconds = time.perf_counter() - start
     save_classifier(model, out_dir / "classifier.pt", dataset=cfg.base.dataset, step=cfg.classifier.n_iters,
-                    test_accuracy=float("nan"), objective="simclr")
+                    test_accuracy=float("nan"))
     metrics = {"trained": True, "objective": "simclr", "n_train": len(images), "n_iters": cfg.classifier.n_iters}
     write_json(out_dir / "metrics.json", metrics)
     tracker.set_tags({"classifier": "ssl"})

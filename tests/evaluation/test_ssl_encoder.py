@@ -63,7 +63,7 @@ def test_encoder_is_seeded_and_its_fid_sees_noise(tmp_path: Path) -> None:
 def test_auto_picks_the_encoder_without_inception_weights(tmp_path: Path) -> None:
     path = tmp_path / "classifier.pt"
     save_classifier(train_ssl_encoder(_shapes(64, seed=0), dataclasses.replace(SMALL, n_iters=2), progress=False),
-                    path, dataset="folder", step=2, test_accuracy=float("nan"), objective="simclr")
+                    path, dataset="folder", step=2, test_accuracy=float("nan"))
     assert objective_of(path) == "simclr"
     missing = str(tmp_path / "absent.pth")
 
