@@ -154,11 +154,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory, prepared: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def empty_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An initialised, empty MLflow SQLite database to copy (schema migrations run once per module)."""
-    from mlflow import MlflowClient
+    """An initialised, empty MLflow SQLite database to copy (``ncsn.tracking.store_seed``: migrated once)."""
+    from ncsn.tracking.store_seed import seed_sqlite_store
 
     path = tmp_path_factory.mktemp("template") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    assert seed_sqlite_store(f"sqlite:///{path}")
     return path
 
 

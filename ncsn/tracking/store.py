@@ -14,6 +14,9 @@ A server that is down, wrong or dies. :func:`preflight` asks it first (a few sec
 it cannot be reached the runs go on in the embedded store (:func:`local_uri`,
 ``ncsn.tracking.failover``).
 
+A new SQLite store starts as a copy of an empty one made once per MLflow version
+(``ncsn.tracking.store_seed``), not by running MLflow's migrations again.
+
 MLflow's usage telemetry is switched off in this process and its children
 (``MLFLOW_DISABLE_TELEMETRY=true`` unless the environment already says otherwise).
 """
@@ -26,6 +29,7 @@ from pathlib import Path
 
 from ncsn.config import Config, ConfigError
 from ncsn.tracking.failover import is_remote, limit_http_retries, probe
+from ncsn.tracking.store_seed import seed_sqlite_store
 
 # MLflow 3 opens an experiment on the view its kind names; without the tag it guesses, and it
 # opened ours on the GenAI overview (traces, "No data"). "custom_model_development" is the kind
@@ -70,6 +74,7 @@ def connect(cfg: Config) -> str:
     uri = tracking_uri(cfg)
     if uri == embedded_uri(cfg):
         Path(cfg.paths.mlflow).mkdir(parents=True, exist_ok=True)
+    seed_sqlite_store(uri)
     mlflow.set_tracking_uri(uri)
     return uri
 
@@ -138,4 +143,5 @@ def preflight(cfg: Config) -> tuple[str, str | None]:
 def local_uri(cfg: Config) -> str:
     """The embedded store of ``cfg`` (where runs go when the server is lost)."""
     Path(cfg.paths.mlflow).mkdir(parents=True, exist_ok=True)
-    return embedded_uri(cfg)
+    seed_sqlite_store(uri := embedded_uri(cfg))
+    return uri
