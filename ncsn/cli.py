@@ -110,6 +110,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:  # called from a program with its own
         return _dispatch(args)
     signal.signal(signal.SIGTERM, _raise_terminated)
+    if os.environ.get("DVC_STAGE") and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # A stage that DVC runs for an `ncsn pipeline` started in the background (`ncsn pipeline &`
+        # in a script ignores SIGINT in its children): the pipeline stops it with SIGINT, which must
+        # end its run KILLED.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return _dispatch(args)
     finally:

@@ -11,8 +11,9 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 _STATUS = re.compile(r"exited with (-?\d+)")  # DVC's StageCmdFailedError message
 _LOCKED = "Unable to acquire lock"  # DVC's LockError: another dvc process holds the repo
@@ -75,16 +76,25 @@ def repro_stage(repo: Path, stage: str, *, wait_for_lock: bool = False) -> None:
                           text=True, bufsize=1, start_new_session=True) as proc:
         assert proc.stdout is not None
         try:
-            for line in proc.stdout:
-                print(line, end="", flush=True)
-                tail.append(line.rstrip("\n"))
+            _stream(proc.stdout, tail)
             returncode = proc.wait()
         except BaseException:
+            # Stop the stage, and show what it says meanwhile (its run ended KILLED, a last error).
+            reader = threading.Thread(target=_stream, args=(proc.stdout, tail), daemon=True)
+            reader.start()
             _stop_group(proc)
+            reader.join(timeout=5.0)
             raise
     if returncode != 0:
         statuses = [int(m.group(1)) for line in tail for m in _STATUS.finditer(line)]
         raise StageFailed(stage, returncode, statuses[-1] if statuses else None, tail)
+
+
+def _stream(lines: Iterable[str], tail: collections.deque[str]) -> None:
+    """Print each of ``lines`` as it comes, and keep the last ones in ``tail``."""
+    for line in lines:
+        print(line, end="", flush=True)
+        tail.append(line.rstrip("\n"))
 
 
 def _stop_group(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> None:

@@ -39,14 +39,20 @@ STAGES = ("prepare", "classifier", "train", "sample", "evaluate")
 WARNING = "ncsn: warning: tracking server"
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Proc:
     """A command whose merged output is read, with arrival times, by a thread."""
 
     def __init__(self, args: list[str], repo: Path, env: dict[str, str]) -> None:
         self.start = time.monotonic()
         self.lines: list[tuple[float, str]] = []
+        # SIGINT at its default, as for a command in a terminal, even where this test runs with it ignored
+        # (a background job of a script): the tests send the pipeline a Ctrl-C.
         self.proc = subprocess.Popen(args, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, bufsize=1)
+                                     text=True, bufsize=1, preexec_fn=_default_sigint)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -199,7 +205,8 @@ def _interrupt_training(repo: Path, env: dict[str, str], uri: str, sig: signal.S
         assert run.wait(120) == code, run.output[-3000:]
     assert "Traceback" not in run.output
     stored = runs(uri)
-    assert not [r.info.run_name for r in stored if r.info.status == "RUNNING"]
+    assert not [r.info.run_name for r in stored if r.info.status == "RUNNING"], \
+        "\n".join(f"{t:.1f} s {line}" for t, line in run.lines)[-3000:]
     killed = [r for r in stored if r.info.status == "KILLED"]
     assert {r.data.tags["ncsn.stage"] for r in killed} >= {"pipeline", "train"}
     train = max((r for r in killed if r.data.tags["ncsn.stage"] == "train"), key=lambda r: r.info.start_time)
