@@ -122,7 +122,10 @@ def switch_to_local(server: str, local: str, reason: str, what: str = "this run"
     """
     import mlflow
 
+    from ncsn.tracking.store_seed import seed_sqlite_store
+
     first = failed_over() is None
+    seed_sqlite_store(local)
     os.environ["MLFLOW_TRACKING_URI"] = local
     os.environ[FAILOVER_ENV] = server
     mlflow.set_tracking_uri(local)

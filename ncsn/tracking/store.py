@@ -143,5 +143,4 @@ def preflight(cfg: Config) -> tuple[str, str | None]:
 def local_uri(cfg: Config) -> str:
     """The embedded store of ``cfg`` (where runs go when the server is lost)."""
     Path(cfg.paths.mlflow).mkdir(parents=True, exist_ok=True)
-    seed_sqlite_store(uri := embedded_uri(cfg))
-    return uri
+    return embedded_uri(cfg)
