@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ncsn.config import Config, ConfigError
 from ncsn.tracking.failover import is_remote, limit_http_retries, probe
-from ncsn.tracking.store_seed import seed_sqlite_store
+from ncsn.tracking.store_seed import SQLITE_PREFIX, seed_sqlite_store
 
 # MLflow 3 opens an experiment on the view its kind names; without the tag it guesses, and it
 # opened ours on the GenAI overview (traces, "No data"). "custom_model_development" is the kind
@@ -45,7 +45,7 @@ def tracking_uri(cfg: Config) -> str:
 
 def embedded_uri(cfg: Config) -> str:
     """``sqlite:///<abs paths.mlflow>/mlflow.db``: the embedded store (the default, and the failover)."""
-    return f"sqlite:///{(Path(cfg.paths.mlflow).resolve() / 'mlflow.db').as_posix()}"
+    return f"{SQLITE_PREFIX}{(Path(cfg.paths.mlflow).resolve() / 'mlflow.db').as_posix()}"
 
 
 def quiet_mlflow() -> None:
@@ -104,8 +104,8 @@ def ensure_experiment(client, name: str, uri: str) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         location = None
-        if uri.startswith("sqlite:///"):
-            location = (Path(uri[len("sqlite:///"):]).resolve().parent / "artifacts").as_uri()
+        if uri.startswith(SQLITE_PREFIX):
+            location = (Path(uri[len(SQLITE_PREFIX):]).resolve().parent / "artifacts").as_uri()
         try:
             return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_TAGS)
         except MlflowException:  # created meanwhile by another process
