@@ -9,8 +9,10 @@
 #   a. cuda-tests  the CUDA tests (tests/models/test_cuda.py: fused CondIN++, RefineNet forward and
 #                  training step, the U-Net's training step (plain GroupNorm + SiLU on the GPU, fused on
 #                  the CPU), Algorithm 1 and its seeds, on the GPU against the CPU)
-#   b. bench       bench/bench_networks.py on cuda, CIFAR network, bf16 + torch.compile: the
-#                  fraction of peak (PEAK_TFLOPS, else taken from the GPU's name)
+#   b. bench       bench/bench_networks.py on cuda, CIFAR network: the reference port (baseline)
+#                  against ncsn's network, float32 and bf16 autocast, and the fraction of peak
+#                  (PEAK_TFLOPS, else taken from the GPU's name); torch.compile, whose first call
+#                  takes minutes for this network, is left to a run by hand (--variants compile)
 #   c. paper       the `paper` profile (RefineNet ngf 128) for 300 steps on CIFAR-shaped data
 #                  (3x32x32 images written by this script), then 8 samples with Algorithm 1
 #   d. ddp         torchrun --nproc_per_node <GPUs present>: DDP training with NCCL, 50 steps
@@ -117,6 +119,7 @@ for name, n_iters in (("paper", 300), ("ddp", 50)):
     params["train"].update(n_iters=n_iters, val_freq=100, val_size=64, log_freq=50)
     params["tracking"]["enabled"] = False
     params["paths"] = {key: str(work / name / key) for key in params["paths"]}
+    params["paths"]["prepare"] = str(work / "paper" / "prepare")  # DDP trains on the data paper-prepare writes
     (work / f"{name}.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     load_config(work / f"{name}.yaml")  # a bad key or value stops the check before any GPU work
 EOF
@@ -153,15 +156,15 @@ PEAK_ARGS=()
 part cuda-tests 60 "grep -E '(passed|failed|skipped|error)' | tail -n 1" -- \
   "$PY" -m pytest -q -p no:cacheprovider tests/models/test_cuda.py
 
-part bench 170 "grep -E 'compile-bf16' | awk '{print \$0}' | tr -s ' ' | tail -n 2" -- \
-  "$PY" bench/bench_networks.py --device cuda --which cifar --batch 128 --variants fast compile-bf16 \
+part bench 120 "grep -E '^(fast|bf16) ' | awk '{print \$0}' | tr -s ' ' | tail -n 2" -- \
+  "$PY" bench/bench_networks.py --device cuda --which cifar --batch 128 --variants baseline fast bf16 \
   --modes forward train --repeats 5 "${PEAK_ARGS[@]}"
 
 part paper-prepare 40 "tail -n 1" -- "$PY" -m ncsn --params "$WORK/paper.yaml" prepare
 
 part paper-train 150 "grep -iE 'step|loss' | tail -n 1" -- "$PY" -m ncsn --params "$WORK/paper.yaml" train
 
-part paper-sample 60 "tail -n 1" -- "$PY" -m ncsn --params "$WORK/paper.yaml" sample --n 8 --out "$WORK/paper/samples"
+part paper-sample 120 "tail -n 1" -- "$PY" -m ncsn --params "$WORK/paper.yaml" sample --n 8 --out "$WORK/paper/samples"
 
 part ddp 90 "grep -iE 'step|loss' | tail -n 1" -- \
   "$PY" -m torch.distributed.run --standalone --nproc_per_node "$NGPU" -m ncsn --params "$WORK/ddp.yaml" train

@@ -55,6 +55,21 @@ def mean_pool(x: Tensor) -> Tensor:
     return F.avg_pool2d(x, 2)
 
 
+def padded_pool5(x: Tensor) -> Tensor:
+    """5×5 average pooling, stride 1, zero padding 2 counted in the mean: [B, C, H, W] → [B, C, H, W].
+
+    Off the CPU a channels-last ``x`` is pooled in NCHW layout and handed back channels-last:
+    CUDA's channels-last backward of a padded ``avg_pool2d`` returns wrong input gradients with
+    no error (pytorch/pytorch#188344, seen with torch 2.11 on an H200: 157 of the paper network's
+    173 parameter gradients off by about 100 %; MPS has a similar fault, #175190). The forward
+    is right either way; the two layout copies cost little beside the convolutions.
+    """
+    if x.device.type != "cpu" and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        out = F.avg_pool2d(x.contiguous(), 5, stride=1, padding=2)
+        return out.contiguous(memory_format=torch.channels_last)
+    return F.avg_pool2d(x, 5, stride=1, padding=2)
+
+
 class ResidualBlock(nn.Module):
     """Pre-activation residual block: out = shortcut(x) + conv₂(ELU(norm₂(conv₁(ELU(norm₁(x)))))).
 
@@ -132,7 +147,7 @@ class CRP(nn.Module):
         x = elu(x)
         path = x
         for norm, conv in zip(self.norms, self.convs):
-            path = conv(F.avg_pool2d(norm(path, levels), 5, stride=1, padding=2))
+            path = conv(padded_pool5(norm(path, levels)))
             x = path + x
         return x
 

@@ -24,7 +24,8 @@ SIGMAS = torch.logspace(0, -2, 10)
 
 def _close(gpu: torch.Tensor, cpu: torch.Tensor, rtol: float) -> None:
     """Largest difference relative to the CPU tensor's largest magnitude."""
-    err = (gpu.detach().float().cpu() - cpu.detach().float()).abs().max() / cpu.abs().max().clamp_min(1e-12)
+    gpu, cpu = gpu.detach().float().cpu(), cpu.detach().float().cpu()
+    err = (gpu - cpu).abs().max() / cpu.abs().max().clamp_min(1e-12)
     assert err < rtol, f"relative error {err:.3g} >= {rtol}"
 
 
@@ -44,7 +45,7 @@ def test_fused_instance_norm_plus_and_its_backward_match_the_cpu() -> None:
                              for s in ((4, 8, 16, 16), (4, 8), (4, 8), (4, 8)))
     outs, grads = [], []
     for device in (torch.device("cpu"), DEVICE):
-        leaves = [t.to(device).requires_grad_() for t in (x, gamma, alpha, beta)]
+        leaves = [t.detach().clone().to(device).requires_grad_() for t in (x, gamma, alpha, beta)]  # leaves on each device
         out = instance_norm_plus(*leaves)
         out.pow(2).sum().backward()
         outs.append(out)
@@ -52,6 +53,20 @@ def test_fused_instance_norm_plus_and_its_backward_match_the_cpu() -> None:
     _close(outs[1], outs[0], 1e-10)
     for gpu, cpu in zip(grads[1], grads[0]):
         _close(gpu, cpu, 1e-9)
+
+
+def test_crp_pooling_gradient_on_the_gpu_in_channels_last_matches_the_cpu() -> None:
+    """padded_pool5 avoids CUDA's channels-last padded avg_pool2d backward (pytorch/pytorch#188344)."""
+    from ncsn.models.layers import padded_pool5
+
+    base = torch.randn(2, 8, 10, 10, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    weights = torch.randn(base.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    grads = []
+    for device in (torch.device("cpu"), DEVICE):
+        x = base.to(device).contiguous(memory_format=torch.channels_last).requires_grad_()
+        (padded_pool5(x) * weights.to(device)).sum().backward()
+        grads.append(x.grad)
+    _close(grads[1], grads[0], 1e-12)
 
 
 @pytest.mark.parametrize("channels,size", [(1, 28), (3, 32)])

@@ -192,3 +192,24 @@ def test_the_reference_name_finds_the_paper_network() -> None:
     """``CondRefineNetDilated`` (ermongroup/ncsn) is this network, with the same state-dict keys."""
     assert CondRefineNetDilated is NCSN
     assert CondRefineNetDilated(1, 28, 8, 10).state_dict().keys() == NCSN(1, 28, 8, 10).state_dict().keys()
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_padded_pool5_is_the_crp_pooling_in_either_layout(channels_last: bool) -> None:
+    """padded_pool5 is avg_pool2d(5, stride 1, padding 2, padding counted), values and input gradients,
+    and keeps the input's layout (the NCHW detour it takes off the CPU must not change either)."""
+    from ncsn.models.layers import padded_pool5
+
+    base = torch.randn(2, 6, 9, 9, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    weights = torch.randn(base.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    x = base.contiguous(memory_format=torch.channels_last) if channels_last else base.clone()
+    x.requires_grad_()
+    out = padded_pool5(x)
+    (out * weights).sum().backward()
+    # the definition, written out: the mean over the 5×5 window of the zero-padded input
+    padded = F.pad(base, (2, 2, 2, 2))
+    expected = sum(padded[:, :, i:i + 9, j:j + 9] for i in range(5) for j in range(5)) / 25
+    torch.testing.assert_close(out, expected)
+    grad = sum(F.pad(weights, (2, 2, 2, 2))[:, :, i:i + 9, j:j + 9] for i in range(5) for j in range(5)) / 25
+    torch.testing.assert_close(x.grad, grad)
+    assert out.is_contiguous(memory_format=torch.channels_last) == channels_last
