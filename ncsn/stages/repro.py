@@ -106,10 +106,3 @@ def _stop_group(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> None:
             os.killpg(proc.pid, sig)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=wait_s)
-
-
-def metrics_report(repo: Path) -> str:
-    """The output of ``dvc metrics show`` (an error line if it fails)."""
-    cmd = [sys.executable, "-m", "dvc", "metrics", "show"]
-    result = subprocess.run(cmd, cwd=repo, env=_stage_env(), capture_output=True, text=True)
-    return result.stdout if result.returncode == 0 else f"(dvc metrics show failed: {result.stderr.strip()})\n"

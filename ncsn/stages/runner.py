@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Sequence
 from ncsn.config import ConfigError
 from ncsn.stages.graph import find_repo, stage_order, stage_outputs
 from ncsn.stages.overrides import apply_overrides, params_restored
-from ncsn.stages.repro import StageFailed, metrics_report, repro_stage
+from ncsn.stages.repro import StageFailed, repro_stage
+from ncsn.stages.results import results_summary
 
 if TYPE_CHECKING:
     from ncsn.config import Config
@@ -87,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
                         repro_stage(repo, stage)
                     if EVALUATE in stages:
                         _log_headline(tracker, cfg, repo)
-                print(metrics_report(repo), end="")
+                print(results_summary(Path(absolute_paths(cfg, repo).paths.evaluate) / "metrics.json"), end="")
                 print("Outputs:")
                 for stage, outs in stage_outputs(repo).items():
                     if stage in stages:

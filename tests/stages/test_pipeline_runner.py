@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pickle
 import shutil
@@ -143,7 +144,8 @@ def test_ncsn_pipeline_runs_every_stage_in_the_parent_run(tmp_path, monkeypatch,
     assert pipeline.main(["-S", "train.lr=5e-4", "--restore-params"]) == 0
     out = capsys.readouterr().out
     assert "stages first -> second" in out
-    assert "parent-123" in out  # `dvc metrics show` of second.json
+    assert (repo / "second.json").read_text().strip() == '{"parent": "parent-123"}'  # nested in the parent run
+    assert "Metrics: every metric of every stage: dvc metrics show" in out  # no evaluate stage, no headline
     assert "second: second.json" in out
     assert (repo / "params.yaml").read_bytes() == original
 
@@ -207,3 +209,21 @@ def test_the_retraining_workflow_passes_the_github_workflow_schema(tmp_path):
     broken = tmp_path / "broken.yml"  # the linter does catch a mistake
     broken.write_text(workflow.read_text().replace("runs-on:", "runs_on:"))
     assert subprocess.run([*lint, str(broken)], capture_output=True).returncode == 1
+
+
+def test_the_pipeline_ends_with_the_headline_figures_and_their_intervals(tmp_path):
+    from ncsn.stages.results import results_summary
+
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps({"classifier_fid": 3.25, "classifier_fid_ci95": [2.9, 3.61], "classifier_is": 7.8,
+                                "classifier_precision": 0.91, "bits_per_dim": 1.234, "bits_per_dim_se": 0.01,
+                                "n_samples": 1000, "extractor": "ncsn-digit-classifier", "class_share_0": 0.1}))
+    lines = results_summary(path).splitlines()
+    assert lines[0] == ("Results (1000 samples, ncsn-digit-classifier features; "
+                        "every metric of every stage: dvc metrics show):")
+    assert lines[1].split() == ["classifier_fid", "3.25", "(95", "%", "interval", "2.9", "to", "3.61)"]
+    assert lines[2].split() == ["classifier_is", "7.8"] and lines[3].split() == ["classifier_precision", "0.91"]
+    assert lines[4].split() == ["bits_per_dim", "1.234", "±", "0.01", "(standard", "error)"]
+    assert len(lines) == 5  # nothing but the headline
+    path.write_text("{not json")
+    assert results_summary(path) == "Metrics: every metric of every stage: dvc metrics show\n"
